@@ -1,0 +1,40 @@
+"""What runs the model: one module per framework behind one small interface.
+
+A backend is registered here by name with the module that holds it, and imported only when a
+cell asks for it, so an image imports its own framework and nothing else. To add a framework:
+write `bench/backends/<name>.py` with a `Backend` subclass and add one line below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
+from bench.registry import Registry
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """Where a backend lives and which framework module it needs."""
+
+    name: str
+    module: str
+    class_name: str
+    requires: str  # the framework's import name, for `bench info`
+
+    def load_class(self) -> type:
+        return getattr(importlib.import_module(self.module), self.class_name)
+
+    def importable(self) -> bool:
+        return importlib.util.find_spec(self.requires) is not None
+
+
+BACKENDS: Registry[BackendEntry] = Registry("framework")
+BACKENDS.add(
+    "torch", BackendEntry("torch", "bench.backends.torch_eager", "TorchEagerBackend", "torch")
+)
+BACKENDS.add(
+    "onnxruntime",
+    BackendEntry("onnxruntime", "bench.backends.onnxruntime", "OnnxRuntimeBackend", "onnxruntime"),
+)

@@ -1,0 +1,228 @@
+"""`python -m bench` — export an artifact, run one cell, or describe this environment.
+
+    python -m bench export --model resnet50
+    python -m bench run --model resnet50 --framework onnxruntime --batch 1
+    python -m bench info
+
+Bad input (an unknown model, framework, device or precision; a missing artifact) prints a
+message listing the valid choices and exits with status 2, writing nothing. A cell's own
+outcome is in its result file; `run` exits 1 only when the cell failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from bench import __version__
+from bench.backends import BACKENDS
+from bench.cell import DEVICES, PRECISIONS, Cell, default_threads, parse_options
+from bench.errors import USAGE_EXIT_CODE, UsageError
+from bench.models import MODELS
+from bench.result import CellResult
+
+DEFAULT_ARTIFACTS = os.environ.get("DEPLOYBENCH_ARTIFACTS", "artifacts")
+DEFAULT_RESULTS = os.environ.get("DEPLOYBENCH_RESULTS", "results/local")
+
+
+def _add_export_parser(sub: argparse._SubParsersAction) -> None:
+    from bench.export import DEFAULT_OPSET, EXPORTERS
+
+    p = sub.add_parser(
+        "export",
+        help="build the model, its inputs and reference outputs, "
+        "export ONNX into a content-addressed artifact folder",
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help=f"one of {', '.join(MODELS.names())}, or onnx:PATH for your own file",
+    )
+    p.add_argument(
+        "--weights",
+        default="random",
+        help="random (seeded, BatchNorm calibrated), pretrained, or a state dict path",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of random weights (default 0)")
+    p.add_argument(
+        "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})"
+    )
+    p.add_argument(
+        "--exporter",
+        choices=EXPORTERS,
+        default="dynamo",
+        help="torch.onnx exporter (default dynamo; torchscript for older opsets)",
+    )
+    p.add_argument("--images", help="a folder of your own photos (default: scikit-image's photos)")
+    p.add_argument(
+        "--artifacts",
+        default=DEFAULT_ARTIFACTS,
+        help=f"artifacts folder (default {DEFAULT_ARTIFACTS}, env DEPLOYBENCH_ARTIFACTS)",
+    )
+
+
+def _add_run_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run one cell and write one result JSON")
+    p.add_argument("--model", required=True, help="model name as exported (or onnx:PATH)")
+    p.add_argument("--framework", required=True, choices=BACKENDS.names())
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=default_threads(),
+        help="intra-op threads, the same for every framework (default: usable CPUs, "
+        f"here {default_threads()})",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a framework option, e.g. channels_last=1 for torch (repeatable)",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--artifact", help="the artifact folder to run")
+    where.add_argument(
+        "--artifacts",
+        default=DEFAULT_ARTIFACTS,
+        help=f"folder searched for the model's artifact (default {DEFAULT_ARTIFACTS})",
+    )
+    p.add_argument("--out", help=f"result file (default {DEFAULT_RESULTS}/<cell id>.json)")
+    p.add_argument("--run-id", help="run identifier recorded in the result")
+    t = p.add_argument_group("timing bounds (each phase ends when both minimums are met)")
+    t.add_argument("--warmup-iters", type=int, default=10)
+    t.add_argument("--warmup-seconds", type=float, default=1.0)
+    t.add_argument("--iters", type=int, default=30, help="minimum measured iterations")
+    t.add_argument("--seconds", type=float, default=3.0, help="minimum measured duration")
+    t.add_argument("--max-iters", type=int, default=10_000)
+    t.add_argument("--max-seconds", type=float, default=60.0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"deploybench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_export_parser(sub)
+    _add_run_parser(sub)
+    info = sub.add_parser("info", help="this environment and which frameworks are importable")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench.export import ExportSpec, export
+
+    spec = ExportSpec(
+        model=args.model,
+        weights=args.weights,
+        seed=args.seed,
+        opset=args.opset,
+        exporter=args.exporter,
+        images=args.images,
+    )
+    artifact, reused = export(spec, args.artifacts)
+    print(f"{'reused' if reused else 'exported'} {artifact.path}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.artifact import Artifact, find_artifact
+    from bench.measure.timing import TimingConfig
+    from bench.result import write_result
+    from bench.run import run_cell
+
+    cell = Cell(
+        model=args.model,
+        framework=args.framework,
+        device=args.device,
+        batch_size=args.batch,
+        precision=args.precision,
+        threads=args.threads,
+        options=parse_options(args.option),
+    )
+    timing = TimingConfig(
+        args.warmup_iters,
+        args.warmup_seconds,
+        args.iters,
+        args.seconds,
+        args.max_iters,
+        args.max_seconds,
+    )
+    artifact = (
+        Artifact.load(args.artifact) if args.artifact else find_artifact(args.artifacts, args.model)
+    )
+    if artifact.model != cell.model:
+        raise UsageError(f"artifact {artifact.path} holds {artifact.model!r}, not {cell.model!r}")
+    out = Path(args.out) if args.out else Path(DEFAULT_RESULTS) / f"{cell.id}.json"
+    result = run_cell(cell, artifact, timing, run_id=args.run_id)
+    write_result(result, out)
+    print(_summary_line(result), file=sys.stderr)
+    print(out)
+    return 1 if result.status == "failed" else 0
+
+
+def _summary_line(result: CellResult) -> str:
+    c = result.cell
+    head = f"{c['model']} {c['framework']} {c['device']} {c['precision']} b{c['batch_size']}"
+    if result.status != "ok":
+        return f"{head}: {result.status.upper()}: {result.reason}"
+    stats = result.timing["stats"]
+    verdict = result.parity["verdict"]
+    flag = (
+        "parity pass"
+        if verdict == "pass"
+        else "PARITY FAIL: " + "; ".join(result.parity["reasons"])
+    )
+    return (
+        f"{head}: median {stats['median_ms']:.3f} ms "
+        f"[{stats['median_ci95_low_ms']:.3f}, {stats['median_ci95_high_ms']:.3f}] "
+        f"p99 {stats['p99_ms']:.3f} ms, {result.timing['throughput_sps']:.1f} samples/s, "
+        f"{result.runtime['threads']} threads, {flag} "
+        f"(rel L2 {result.parity['worst_rel_l2']:.2g})"
+    )
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from bench.measure.fingerprint import fingerprint
+
+    frameworks = {}
+    for name in BACKENDS.names():
+        entry = BACKENDS.get(name)
+        frameworks[name] = {"module": entry.requires, "importable": entry.importable()}
+    info = {"bench_version": __version__, "frameworks": frameworks, "environment": fingerprint()}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    env = info["environment"]
+    print(f"deploybench {__version__}")
+    print(
+        f"cpu: {env['cpu']['model']} ({env['cpu']['affinity_cores']} usable cores; "
+        f"flags {' '.join(env['cpu']['flags'])})"
+    )
+    print(f"memory: {env['memory_total_gib']} GiB; os: {env['os']}; python {env['python']}")
+    for name, fw in frameworks.items():
+        version = env["packages"].get(fw["module"], "")
+        print(
+            f"framework {name}: {'importable ' + version if fw['importable'] else 'not installed'}"
+        )
+    return 0
+
+
+COMMANDS = {"export": cmd_export, "run": cmd_run, "info": cmd_info}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bench").setLevel(logging.INFO)
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_EXIT_CODE

@@ -1,0 +1,76 @@
+"""The one preprocessing implementation (OpenCV), used for every model and framework.
+
+decode -> BGR to RGB -> resize the shorter side -> center crop -> scale to [0, 1] ->
+normalise (mean/std) -> HWC to CHW -> batch. The output float32 tensor is stored in the
+artifact and is exactly what every framework receives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.errors import UsageError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_INTERPOLATIONS = ("bilinear", "bicubic")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a model's inputs are prepared (torchvision's classification presets)."""
+
+    resize: int = 256
+    crop: int = 224
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in _INTERPOLATIONS:
+            raise UsageError(
+                f"unknown interpolation {self.interpolation!r}; valid: {', '.join(_INTERPOLATIONS)}"
+            )
+        if self.crop > self.resize or self.crop < 1:
+            raise UsageError(f"crop {self.crop} must be between 1 and resize {self.resize}")
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def decode(path: Path) -> np.ndarray:
+    """Read an image file as RGB uint8 HWC (greyscale photos become three equal channels)."""
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise UsageError(f"cannot decode image {path}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def preprocess_image(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """One RGB uint8 HWC image -> float32 CHW tensor."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    # The shorter side becomes exactly `resize`; the longer keeps the aspect ratio.
+    if h <= w:
+        new_h, new_w = cfg.resize, max(cfg.resize, round(w * cfg.resize / h))
+    else:
+        new_h, new_w = max(cfg.resize, round(h * cfg.resize / w)), cfg.resize
+    interp = cv2.INTER_CUBIC if cfg.interpolation == "bicubic" else cv2.INTER_LINEAR
+    resized = cv2.resize(rgb, (new_w, new_h), interpolation=interp)
+    top, left = (new_h - cfg.crop) // 2, (new_w - cfg.crop) // 2
+    crop = resized[top : top + cfg.crop, left : left + cfg.crop]
+    x = crop.astype(np.float32) / 255.0
+    x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def preprocess_files(paths: list[Path], cfg: PreprocessConfig) -> np.ndarray:
+    """Several image files -> one float32 NCHW batch."""
+    return np.stack([preprocess_image(decode(p), cfg) for p in paths]).astype(np.float32)

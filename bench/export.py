@@ -1,0 +1,289 @@
+"""The export stage (runs where torch is): model + inputs -> a content-addressed artifact.
+
+It builds the model, preprocesses the photos, runs the PyTorch fp32 reference, exports ONNX
+and writes the artifact folder (see `bench.artifact`). The folder's name holds a hash of
+everything that determines its content, so exporting the same thing twice reuses it, and the
+folder is assembled under a temporary name and renamed into place, so a crash never leaves a
+half-written artifact behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from bench import __version__
+from bench.artifact import ARTIFACT_FORMAT, META_FILE, Artifact, sha256_file
+from bench.data.images import ImageFile, resolve_images
+from bench.data.preprocess import PreprocessConfig, preprocess_files
+from bench.errors import ArtifactError, UsageError
+from bench.fsutil import atomic_write_text, fsync_dir
+from bench.measure.fingerprint import package_versions
+from bench.models import MODELS, ONNX_PREFIX, ModelSpec, check_model_name, is_onnx_model
+
+log = logging.getLogger(__name__)
+
+EXPORTERS = ("dynamo", "torchscript")
+DEFAULT_OPSET = 18
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """What to export; every field changes the artifact, so all are part of its key."""
+
+    model: str
+    weights: str = "random"
+    seed: int = 0
+    opset: int = DEFAULT_OPSET
+    exporter: str = "dynamo"
+    images: str | None = None  # a directory of the user's photos; None: the sample photos
+
+    def __post_init__(self) -> None:
+        check_model_name(self.model)
+        if self.exporter not in EXPORTERS:
+            raise UsageError(f"unknown exporter {self.exporter!r}; valid: {', '.join(EXPORTERS)}")
+        if not 7 <= self.opset <= 23:
+            raise UsageError(f"opset {self.opset} out of the supported range 7..23")
+
+
+def _weights_identity(weights: str) -> object:
+    if weights in ("random", "pretrained"):
+        return weights
+    path = Path(weights)
+    if not path.is_file():
+        raise UsageError(
+            f"--weights {weights}: no such file; valid: random, pretrained, or a state dict path"
+        )
+    return {"state_dict_sha256": sha256_file(path)}
+
+
+def artifact_key(spec: ExportSpec, images: list[ImageFile], extra: dict[str, object]) -> str:
+    """sha256 of everything that determines an artifact's content."""
+    identity = {
+        "format": ARTIFACT_FORMAT,
+        "model": spec.model if not is_onnx_model(spec.model) else "onnx",
+        "weights": _weights_identity(spec.weights) if not is_onnx_model(spec.model) else None,
+        "seed": spec.seed if spec.weights == "random" else None,
+        "opset": spec.opset,
+        "exporter": spec.exporter,
+        "images": [i.sha256 for i in images],
+        **extra,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def _folder_name(model: str, key: str) -> str:
+    stem = Path(model[len(ONNX_PREFIX) :]).stem if is_onnx_model(model) else model
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', stem)}-{key[:12]}"
+
+
+def _onnx_opset(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _export_torch_onnx(
+    model: object, sample: np.ndarray, path: Path, spec: ExportSpec, model_spec: ModelSpec
+) -> None:
+    import torch
+
+    x = torch.from_numpy(sample)
+    names = {"input_names": [model_spec.input_name], "output_names": list(model_spec.output_names)}
+    if spec.exporter == "dynamo":
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            dynamo=True,
+            opset_version=spec.opset,
+            dynamic_shapes=({0: batch},),
+            external_data=False,
+            **names,
+        )
+    else:
+        axes = {n: {0: "batch"} for n in (model_spec.input_name, *model_spec.output_names)}
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            dynamo=False,
+            opset_version=spec.opset,
+            dynamic_axes=axes,
+            **names,
+        )
+
+
+def _build_torchvision(spec: ExportSpec, images: list[ImageFile], work: Path) -> dict:
+    """Fill `work` with a torchvision model's files; return the meta fields it determines."""
+    import onnx
+    import torch
+
+    from bench.models.build import build_model, count_parameters, flops_per_sample
+
+    model_spec = MODELS.get(spec.model)
+    inputs = preprocess_files([i.path for i in images], model_spec.preprocess)
+    x = torch.from_numpy(inputs)
+    model = build_model(model_spec, spec.weights, spec.seed, calibration=x)
+    with torch.inference_mode():
+        reference = model(x).numpy()
+    _export_torch_onnx(model, inputs[:1], work / "model.onnx", spec, model_spec)
+    onnx.checker.check_model(str(work / "model.onnx"))
+    torch.save(model.state_dict(), work / "weights.pt")
+    np.save(work / "inputs.npy", inputs)
+    np.save(work / "reference" / f"{model_spec.output_names[0]}.npy", reference)
+    return {
+        "task": model_spec.task,
+        "preprocess": model_spec.preprocess.to_dict(),
+        "inputs": [
+            {
+                "name": model_spec.input_name,
+                "shape": ["batch", *inputs.shape[1:]],
+                "dtype": "float32",
+            }
+        ],
+        "outputs": [
+            {
+                "name": model_spec.output_names[0],
+                "shape": ["batch", *reference.shape[1:]],
+                "dtype": str(reference.dtype),
+            }
+        ],
+        "param_count": count_parameters(model),
+        "flops_per_sample": flops_per_sample(model, x),
+        "reference": "torch-cpu-fp32",
+    }
+
+
+def _onnx_image_input(path: Path) -> tuple[str, list]:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise UsageError(f"{path}: expected one image input, found {len(inputs)}")
+    dims = [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or "batch")
+        for d in inputs[0].type.tensor_type.shape.dim
+    ]
+    if len(dims) != 4 or dims[1] != 3 or not all(isinstance(d, int) and d > 0 for d in dims[2:]):
+        raise UsageError(
+            f"{path}: input {inputs[0].name!r} has shape {dims}; need [N, 3, H, W] "
+            "with fixed H and W"
+        )
+    return inputs[0].name, dims
+
+
+def _build_user_onnx(spec: ExportSpec, images: list[ImageFile], work: Path) -> dict:
+    """A user's ONNX file: copied as is; the reference comes from ONNX Runtime CPU fp32."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise UsageError(
+            "a user ONNX model needs onnxruntime in the export environment for its "
+            "reference outputs: pip install '.[torch,ort]'"
+        ) from exc
+    source = Path(spec.model[len(ONNX_PREFIX) :])
+    input_name, dims = _onnx_image_input(source)
+    size = dims[2]
+    cfg = PreprocessConfig(resize=round(size * 256 / 224), crop=size)
+    inputs = preprocess_files([i.path for i in images], cfg)
+    shutil.copyfile(source, work / "model.onnx")
+    np.save(work / "inputs.npy", inputs)
+    session = ort.InferenceSession(str(work / "model.onnx"), providers=["CPUExecutionProvider"])
+    out_names = [o.name for o in session.get_outputs()]
+    # A fixed batch dimension (often 1) is run one sample at a time.
+    step = dims[0] if isinstance(dims[0], int) else len(inputs)
+    chunks = [
+        session.run(None, {input_name: inputs[i : i + step]}) for i in range(0, len(inputs), step)
+    ]
+    outputs = [np.concatenate([c[k] for c in chunks]) for k in range(len(out_names))]
+    for name, value in zip(out_names, outputs, strict=True):
+        np.save(work / "reference" / f"{name}.npy", value)
+    classifier = len(outputs) == 1 and outputs[0].ndim == 2 and outputs[0].shape[1] > 1
+    return {
+        "task": "classification" if classifier else "generic",
+        "preprocess": cfg.to_dict(),
+        "inputs": [{"name": input_name, "shape": dims, "dtype": "float32"}],
+        "outputs": [
+            {"name": n, "shape": [dims[0], *v.shape[1:]], "dtype": str(v.dtype)}
+            for n, v in zip(out_names, outputs, strict=True)
+        ],
+        "source_onnx": str(source),
+        "param_count": None,
+        "flops_per_sample": None,
+        "reference": f"onnxruntime-{ort.__version__}-cpu-fp32",
+    }
+
+
+def export(spec: ExportSpec, artifacts_dir: str | Path) -> tuple[Artifact, bool]:
+    """Export (or reuse) the artifact of `spec`; returns it and whether it was reused."""
+    root = Path(artifacts_dir)
+    images = resolve_images(spec.images)
+    extra: dict[str, object] = {"torch": package_versions(("torch",)).get("torch")}
+    if is_onnx_model(spec.model):
+        source = Path(spec.model[len(ONNX_PREFIX) :])
+        if not source.is_file():
+            raise UsageError(f"{spec.model}: no such ONNX file")
+        extra["onnx_sha256"] = sha256_file(source)
+    else:
+        extra["preprocess"] = MODELS.get(spec.model).preprocess.to_dict()
+    key = artifact_key(spec, images, extra)
+    final = root / _folder_name(spec.model, key)
+    if final.exists():
+        try:
+            return Artifact.load(final), True
+        except ArtifactError as exc:
+            log.warning("re-exporting: %s", exc)
+            shutil.rmtree(final)
+
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=root))
+    try:
+        (work / "reference").mkdir()
+        build = _build_user_onnx if is_onnx_model(spec.model) else _build_torchvision
+        fields = build(spec, images, work)
+        files = {
+            str(p.relative_to(work)): sha256_file(p) for p in sorted(work.rglob("*")) if p.is_file()
+        }
+        meta = {
+            "format": ARTIFACT_FORMAT,
+            "key": key,
+            "model": spec.model,
+            "weights": spec.weights if not is_onnx_model(spec.model) else "file",
+            "seed": spec.seed if spec.weights == "random" else None,
+            "opset": _onnx_opset(work / "model.onnx"),
+            "opset_requested": spec.opset,
+            "exporter": spec.exporter if not is_onnx_model(spec.model) else "user",
+            "images": [{"name": i.name, "sha256": i.sha256} for i in images],
+            "versions": package_versions() | {"bench": __version__},
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **fields,
+            "files": files,
+        }
+        atomic_write_text(work / META_FILE, json.dumps(meta, indent=2) + "\n")
+        os.chmod(work, 0o755)
+        try:
+            os.rename(work, final)
+        except OSError:
+            if not final.exists():
+                raise
+            shutil.rmtree(work)  # a concurrent export of the same key won; use its folder
+        fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return Artifact.load(final), False

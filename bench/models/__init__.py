@@ -1,0 +1,64 @@
+"""What is benchmarked: a registry of model specs, by name.
+
+Specs are plain data (no torch import), so every image can list the valid model names; the
+torch-only building code is in `bench.models.build`. A user's own ONNX file is a model too,
+named ``onnx:PATH``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.data.preprocess import PreprocessConfig
+from bench.errors import UsageError
+from bench.registry import Registry
+
+ONNX_PREFIX = "onnx:"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model the export stage can build: its torchvision constructor and preprocessing."""
+
+    name: str
+    torchvision_fn: str  # e.g. "resnet50": torchvision.models.<fn>
+    pretrained_weights: str  # torchvision weights enum member, e.g. "ResNet50_Weights.DEFAULT"
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    task: str = "classification"
+    input_name: str = "input"
+    output_names: tuple[str, ...] = ("logits",)
+
+
+MODELS: Registry[ModelSpec] = Registry("model")
+
+
+def _classifier(name: str, weights: str, **preprocess: object) -> None:
+    MODELS.add(name, ModelSpec(name, name, weights, PreprocessConfig(**preprocess)))
+
+
+# Preprocessing follows each model's torchvision weights preset (resize, crop, interpolation).
+_classifier("resnet50", "ResNet50_Weights.DEFAULT", resize=232)
+_classifier("resnet18", "ResNet18_Weights.DEFAULT")
+_classifier(
+    "efficientnet_b0", "EfficientNet_B0_Weights.DEFAULT", resize=256, interpolation="bicubic"
+)
+_classifier("mobilenet_v3_large", "MobileNet_V3_Large_Weights.DEFAULT", resize=232)
+_classifier("mobilenet_v3_small", "MobileNet_V3_Small_Weights.DEFAULT")
+
+
+def is_onnx_model(name: str) -> bool:
+    return name.startswith(ONNX_PREFIX)
+
+
+def check_model_name(name: str) -> str:
+    """Accept a registered name or ``onnx:PATH``; raise a `UsageError` listing choices otherwise."""
+    if is_onnx_model(name):
+        if not name[len(ONNX_PREFIX) :]:
+            raise UsageError("onnx: model needs a path, e.g. onnx:/models/my.onnx")
+        return name
+    if name not in MODELS:
+        raise UsageError(
+            f"unknown model {name!r}; valid choices: {', '.join(MODELS.names())}, "
+            f"or {ONNX_PREFIX}PATH for your own ONNX file"
+        )
+    return name

@@ -1,0 +1,99 @@
+"""Building a torchvision model with its weights (torch only; runs in the export stage and
+the torch backend).
+
+Weights are one of:
+- ``random``: seeded initialisation, then BatchNorm statistics calibrated on the sample
+  images. Without calibration the running statistics (mean 0, variance 1) do not match the
+  activations and a deep network's logits collapse (efficientnet_b0: around 1e-20), which would
+  make any parity check meaningless.
+- ``pretrained``: torchvision's weights from the user's torch hub cache, or the network.
+- a path to a state dict saved with ``torch.save(model.state_dict(), PATH)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from bench.errors import UsageError
+from bench.models import ModelSpec
+
+
+def calibrate_batchnorm(model: nn.Module, batch: torch.Tensor) -> int:
+    """Set every BatchNorm's running statistics to those of `batch`; return how many."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: after one batch, exactly its statistics
+        m.train()
+    with torch.no_grad():
+        model(batch)
+    for m, momentum in zip(norms, saved, strict=True):
+        m.momentum = momentum
+    model.eval()
+    return len(norms)
+
+
+def _pretrained(spec: ModelSpec) -> nn.Module:
+    enum_name, _, member = spec.pretrained_weights.partition(".")
+    weights = getattr(torchvision.models, enum_name)[member]
+    try:
+        return getattr(torchvision.models, spec.torchvision_fn)(weights=weights)
+    except (OSError, RuntimeError) as exc:
+        # urllib's URLError is an OSError: no cache and no network.
+        cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        raise UsageError(
+            f"pretrained weights for {spec.name} are neither in the torch hub cache ({cache}) "
+            f"nor downloadable ({exc}). Download {weights.url} into {cache.parent}, "
+            "or use --weights random or --weights PATH_TO_STATE_DICT"
+        ) from exc
+
+
+def _from_state_dict(spec: ModelSpec, path: Path) -> nn.Module:
+    if not path.is_file():
+        raise UsageError(
+            f"--weights {path}: no such file; valid: random, pretrained, or a state dict path"
+        )
+    model = getattr(torchvision.models, spec.torchvision_fn)(weights=None)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as exc:  # torch raises several types for a bad file; all mean the same
+        raise UsageError(f"--weights {path}: not a state dict for {spec.name}: {exc}") from exc
+    return model
+
+
+def build_model(
+    spec: ModelSpec, weights: str, seed: int, calibration: torch.Tensor | None = None
+) -> nn.Module:
+    """The model in eval mode with the requested weights."""
+    if weights == "pretrained":
+        model = _pretrained(spec)
+    elif weights == "random":
+        if calibration is None:
+            raise ValueError("random weights need a calibration batch for BatchNorm")
+        torch.manual_seed(seed)
+        model = getattr(torchvision.models, spec.torchvision_fn)(weights=None)
+        calibrate_batchnorm(model, calibration)
+    else:
+        model = _from_state_dict(spec, Path(weights))
+    return model.eval()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_sample(model: nn.Module, sample: torch.Tensor) -> int:
+    """FLOPs of one forward pass on one sample (a multiply-add counts as two)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(sample[:1])
+    return int(counter.get_total_flops())

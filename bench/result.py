@@ -1,0 +1,108 @@
+"""The one result type, end to end: a cell's outcome as one versioned JSON document.
+
+`schema_version` follows asv's `api_version`: files newer than this code are refused, older
+ones are upgraded step by step (`_UPGRADES[n]` turns version n into n+1), and a fixture of
+every version is loaded in the tests. `bench/schema/result.schema.json` describes the current
+version and is validated in the tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench import __version__
+from bench.fsutil import atomic_write_text
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).parent / "schema" / "result.schema.json"
+STATUSES = ("ok", "failed", "skipped", "unsupported")
+
+# version n -> function upgrading a document of version n to n+1.
+_UPGRADES: dict[int, Callable[[dict], dict]] = {}
+
+
+class ResultError(ValueError):
+    """A result file that cannot be read by this code."""
+
+
+@dataclass
+class CellResult:
+    """Everything known about one cell. Sections are None when the cell did not get there."""
+
+    cell: dict
+    status: str
+    environment: dict
+    reason: str | None = None
+    log_tail: str | None = None
+    artifact: dict | None = None
+    runtime: dict | None = None
+    timing: dict | None = None
+    parity: dict | None = None
+    run_id: str | None = None
+    bench_version: str = __version__
+    created_at: str = field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
+    )
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r} not in {STATUSES}")
+
+    @property
+    def parity_passed(self) -> bool | None:
+        return None if self.parity is None else self.parity["verdict"] == "pass"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> CellResult:
+        return cls(**upgrade(doc))
+
+
+def upgrade(doc: dict) -> dict:
+    """Bring a result document of any older version to the current one; refuse newer ones."""
+    version = doc.get("schema_version")
+    if not isinstance(version, int):
+        raise ResultError("not a deploybench result: no integer schema_version")
+    if version > SCHEMA_VERSION:
+        raise ResultError(
+            f"result has schema_version {version}, newer than this code's {SCHEMA_VERSION}; "
+            "update deploybench to read it"
+        )
+    while version < SCHEMA_VERSION:
+        doc = _UPGRADES[version](doc)
+        version = doc["schema_version"]
+    return doc
+
+
+def write_result(result: CellResult, path: str | Path) -> Path:
+    """Write atomically: readers see no file or the whole file, never part of it."""
+    return atomic_write_text(path, result.to_json())
+
+
+def load_result(path: str | Path) -> CellResult:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResultError(f"{path}: {exc}") from exc
+    return CellResult.from_dict(doc)
+
+
+def schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def validate(doc: dict) -> None:
+    """Validate a result document against the JSON Schema (needs the jsonschema package)."""
+    import jsonschema
+
+    jsonschema.validate(doc, schema(), cls=jsonschema.Draft202012Validator)

@@ -1,0 +1,133 @@
+"""Running one cell: load, cold inference, parity on every input, warm-up, measurement.
+
+Whatever happens inside the cell ends in a `CellResult`: a framework that cannot do it gives
+``unsupported`` with its message, anything else that goes wrong gives ``failed`` with the
+traceback's tail. Only usage errors (bad input from the user) escape, before any work.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+
+import numpy as np
+
+from bench.artifact import Artifact
+from bench.backends import BACKENDS
+from bench.backends.base import SCOPE_DESCRIPTIONS, Backend
+from bench.cell import Cell
+from bench.errors import Unsupported
+from bench.measure import parity as parity_mod
+from bench.measure.fingerprint import fingerprint
+from bench.measure.stats import achieved_gflops_per_s, summarize, throughput_sps
+from bench.measure.timing import TimingConfig, time_calls
+from bench.result import CellResult
+
+LOG_TAIL_LINES = 40
+
+
+def batch_indices(n_inputs: int, batch_size: int, start: int = 0) -> np.ndarray:
+    """Indices of one batch, wrapping around the inputs when the batch is larger than them."""
+    return (start + np.arange(batch_size)) % n_inputs
+
+
+def run_all_inputs(
+    backend: Backend, inputs: np.ndarray, input_name: str, batch_size: int
+) -> dict[str, np.ndarray]:
+    """Outputs for every input, computed in batches of the cell's size (for parity)."""
+    n = len(inputs)
+    chunks: list[dict[str, np.ndarray]] = []
+    for start in range(0, n, batch_size):
+        take = min(batch_size, n - start)
+        feed = {input_name: np.ascontiguousarray(inputs[batch_indices(n, batch_size, start)])}
+        out = backend.infer(feed)
+        chunks.append({k: v[:take] for k, v in out.items()})
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def _timed_ms(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter_ns()
+    fn()
+    return (time.perf_counter_ns() - t0) / 1e6
+
+
+def _measure(
+    backend: Backend, artifact: Artifact, cell: Cell, timing: TimingConfig
+) -> tuple[dict, dict, dict]:
+    """Run the cell's phases in order; returns (runtime, timing, parity) sections."""
+    load_ms = _timed_ms(backend.load)
+    inputs = artifact.inputs
+    feed = {
+        artifact.input_name: np.ascontiguousarray(
+            inputs[batch_indices(len(inputs), cell.batch_size)]
+        )
+    }
+    cold_ms = _timed_ms(lambda: backend.infer(feed))
+    outputs = run_all_inputs(backend, inputs, artifact.input_name, cell.batch_size)
+    report = parity_mod.compare(
+        outputs,
+        artifact.references,
+        cell.precision,
+        classifier_output=artifact.classifier_output,
+        reference=artifact.meta["reference"],
+    )
+    run = time_calls(lambda: backend.infer(feed), timing)
+    stats = summarize(run.samples_ms)
+    timing_section = {
+        "scope": backend.timing_scope,
+        "scope_description": SCOPE_DESCRIPTIONS[backend.timing_scope],
+        "config": timing.to_dict(),
+        "load_ms": load_ms,
+        "cold_ms": cold_ms,
+        "warmup_iters": run.warmup_iters,
+        "warmup_s": run.warmup_s,
+        "measure_s": run.measure_s,
+        "samples_ms": run.samples_ms,
+        "stats": stats.to_dict(),
+        "throughput_sps": throughput_sps(cell.batch_size, stats.median_ms),
+        "achieved_gflops_per_s": achieved_gflops_per_s(
+            artifact.meta.get("flops_per_sample"), cell.batch_size, stats.median_ms
+        ),
+    }
+    runtime = backend.runtime_info()
+    runtime["precision_requested"] = cell.precision
+    return runtime, timing_section, report.to_dict()
+
+
+def run_cell(
+    cell: Cell, artifact: Artifact, timing: TimingConfig, run_id: str | None = None
+) -> CellResult:
+    """Run one cell to a result; never raises for what happens inside the cell."""
+    result = CellResult(
+        cell=cell.to_dict(),
+        status="ok",
+        environment=fingerprint(),
+        artifact=artifact.summary(),
+        run_id=run_id,
+    )
+    entry = BACKENDS.get(cell.framework)
+    if not entry.importable():
+        result.status = "skipped"
+        result.reason = (
+            f"{entry.requires} is not installed in this environment "
+            f"(install the {cell.framework} extra, or run it in its image)"
+        )
+        return result
+    try:
+        with entry.load_class()(artifact, cell) as backend:
+            result.runtime, result.timing, result.parity = _measure(backend, artifact, cell, timing)
+    except Unsupported as exc:
+        result.status, result.reason = "unsupported", str(exc)
+    except Exception as exc:  # a failed cell must still produce a result with its reason
+        result.status = "failed"
+        result.reason = f"{type(exc).__name__}: {exc}"
+        result.log_tail = "".join(traceback.format_exc().splitlines(True)[-LOG_TAIL_LINES:])
+    if result.status == "ok" and result.runtime and result.runtime.get("threads") != cell.threads:
+        # Fairness: a framework that ignored the thread budget is not comparable.
+        result.status = "failed"
+        result.reason = (
+            f"{cell.framework} runs {result.runtime.get('threads')} threads, "
+            f"the cell asked for {cell.threads}"
+        )
+    return result
