@@ -1,0 +1,79 @@
+"""The result type: JSON round trip, schema versions, atomic writes, fixtures of each version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from bench.result import (
+    SCHEMA_VERSION,
+    CellResult,
+    ResultError,
+    load_result,
+    validate,
+    write_result,
+)
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "results"
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("v*/*.json")), ids=lambda p: p.name)
+def test_fixtures_of_every_version_load_and_validate(path):
+    result = load_result(path)
+    assert result.schema_version == SCHEMA_VERSION
+    validate(result.to_dict())
+
+
+def test_fixture_per_status_exists():
+    statuses = {load_result(p).status for p in FIXTURES.glob(f"v{SCHEMA_VERSION}/*.json")}
+    assert {"ok", "unsupported", "failed"} <= statuses
+
+
+def test_round_trip_is_lossless():
+    doc = json.loads(next(FIXTURES.glob("v1/ok*.json")).read_text())
+    assert CellResult.from_dict(doc).to_dict() == doc
+
+
+def test_newer_schema_is_refused_and_non_results_too(tmp_path):
+    doc = json.loads(next(FIXTURES.glob("v1/ok*.json")).read_text())
+    doc["schema_version"] = SCHEMA_VERSION + 1
+    (tmp_path / "new.json").write_text(json.dumps(doc))
+    with pytest.raises(ResultError, match="newer than this code"):
+        load_result(tmp_path / "new.json")
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(ResultError, match="schema_version"):
+        load_result(tmp_path / "other.json")
+
+
+def test_schema_rejects_an_ok_result_without_timing():
+    doc = json.loads(next(FIXTURES.glob("v1/ok*.json")).read_text())
+    doc["timing"] = None
+    with pytest.raises(jsonschema.ValidationError):
+        validate(doc)
+
+
+def test_schema_rejects_a_failed_result_without_reason():
+    doc = json.loads(next(FIXTURES.glob("v1/failed*.json")).read_text())
+    doc["reason"] = None
+    with pytest.raises(jsonschema.ValidationError):
+        validate(doc)
+
+
+def test_atomic_write_keeps_the_old_file_when_serialisation_fails(tmp_path):
+    good = load_result(next(FIXTURES.glob("v1/ok*.json")))
+    path = write_result(good, tmp_path / "cell.json")
+    before = path.read_text()
+    bad = load_result(path)
+    bad.timing["throughput_sps"] = float("nan")  # not valid JSON: refused, never half-written
+    with pytest.raises(ValueError):
+        write_result(bad, path)
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["cell.json"]
+
+
+def test_unknown_status_is_refused():
+    with pytest.raises(ValueError, match="status"):
+        CellResult(cell={}, status="great", environment={})
