@@ -50,7 +50,7 @@ def test_a_corrupt_artifact_is_refused_with_how_to_export(small_artifact, tmp_pa
 
 
 def test_find_artifact_says_how_to_export_a_missing_model(tmp_path):
-    with pytest.raises(ArtifactError, match="python -m bench export --model resnet50"):
+    with pytest.raises(ArtifactError, match=r"python -m bench export --model resnet50"):
         find_artifact(tmp_path, "resnet50")
 
 
