@@ -19,7 +19,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --upgrade pip
-	$(VENV)/bin/pip install -e '.[torch,ort,dev]'
+	$(VENV)/bin/pip install -e '.[torch,ort,ov,tvm,dev]'
 	touch $@
 
 bench-cpu: install

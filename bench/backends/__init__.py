@@ -35,6 +35,9 @@ BACKENDS.add(
     "torch", BackendEntry("torch", "bench.backends.torch_eager", "TorchEagerBackend", "torch")
 )
 BACKENDS.add(
+    "openvino", BackendEntry("openvino", "bench.backends.openvino", "OpenVinoBackend", "openvino")
+)
+BACKENDS.add(
     "onnxruntime",
     BackendEntry("onnxruntime", "bench.backends.onnxruntime", "OnnxRuntimeBackend", "onnxruntime"),
 )

@@ -1,0 +1,108 @@
+"""OpenVINO on CPU, configured as its documentation recommends, and labelled by what it ran.
+
+- The inference precision is always set explicitly and read back after compiling. On a CPU
+  with bf16 support OpenVINO's *default* is bf16, so an unset hint would run bf16 under an
+  fp32 label; a precision the plugin replaces with another (fp16 becomes bf16 on CPUs without
+  AVX512-FP16) ends the cell as unsupported instead.
+- The runtime model's per-layer precisions are recorded too (`layer_precisions`): with a bf16
+  hint some layers stay in f32, and the result shows how many.
+- Batch 1 compiles with the LATENCY hint and runs one synchronous request. Larger batches
+  (throughput cells) compile with the THROUGHPUT hint, and one `infer` call splits the batch
+  across the plugin's optimal number of asynchronous requests, so its streams work in
+  parallel; the request and stream counts are recorded.
+- The thread budget is `inference_num_threads`, read back from the compiled model.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import openvino as ov
+import openvino.properties as props
+import openvino.properties.hint as hints
+
+from bench.backends.base import Backend
+from bench.errors import Unsupported
+
+_OV_TYPES = {"fp32": ov.Type.f32, "bf16": ov.Type.bf16, "fp16": ov.Type.f16}
+_NAMES = {ov.Type.f32: "fp32", ov.Type.bf16: "bf16", ov.Type.f16: "fp16"}
+HINTS = {"latency": hints.PerformanceMode.LATENCY, "throughput": hints.PerformanceMode.THROUGHPUT}
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+    precisions = ("fp32", "bf16", "fp16")
+    option_names = ("hint",)
+
+    def _load(self) -> None:
+        core = ov.Core()
+        hint = self.cell.option("hint", "latency" if self.cell.batch_size == 1 else "throughput")
+        if hint not in HINTS:
+            raise Unsupported(f"openvino hint {hint!r}; valid: {', '.join(HINTS)}")
+        self.hint = hint
+        try:
+            model = core.read_model(str(self.artifact.onnx_path))
+            self.compiled = core.compile_model(
+                model,
+                "CPU",
+                {
+                    hints.performance_mode: HINTS[hint],
+                    hints.inference_precision: _OV_TYPES[self.cell.precision],
+                    props.inference_num_threads: self.cell.threads,
+                },
+            )
+        except RuntimeError as exc:  # OpenVINO reports conversion and compile errors this way
+            raise Unsupported(f"openvino: {exc}") from exc
+        ran = self.compiled.get_property(hints.inference_precision)
+        if _NAMES.get(ran) != self.cell.precision:
+            ran_name = _NAMES.get(ran, str(ran))
+            raise Unsupported(
+                f"asked for {self.cell.precision}, OpenVINO on this CPU runs {ran_name} instead"
+            )
+        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
+        requests = self.compiled.get_property(props.optimal_number_of_infer_requests)
+        self.n_requests = 1 if hint == "latency" else max(1, min(requests, self.cell.batch_size))
+        self.requests = [self.compiled.create_infer_request() for _ in range(self.n_requests)]
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = feed[self.artifact.input_name]
+        if self.n_requests == 1:
+            out = self.requests[0].infer({0: x})
+            return {name: out[i] for i, name in enumerate(self.output_names)}
+        chunks = np.array_split(x, self.n_requests)
+        for request, chunk in zip(self.requests, chunks, strict=True):
+            request.start_async({0: chunk})
+        for request in self.requests:
+            request.wait()
+        return {
+            name: np.concatenate([r.get_output_tensor(i).data.copy() for r in self.requests])
+            for i, name in enumerate(self.output_names)
+        }
+
+    def framework_version(self) -> str:
+        return ov.get_version()
+
+    def _layer_precisions(self) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        for op in self.compiled.get_runtime_model().get_ops():
+            info = op.get_rt_info()
+            if "runtimePrecision" in info:
+                counts[info["runtimePrecision"].astype(str)] += 1
+        return dict(counts)
+
+    def _runtime_info(self) -> dict[str, object]:
+        c = self.compiled
+        return {
+            "precision_run": _NAMES[c.get_property(hints.inference_precision)],
+            "threads": c.get_property(props.inference_num_threads),
+            "performance_hint": self.hint,
+            "num_streams": int(c.get_property(props.streams.num)),
+            "infer_requests": self.n_requests,
+            "layer_precisions": self._layer_precisions(),
+            "execution_devices": list(c.get_property(props.execution_devices)),
+        }
+
+    def _close(self) -> None:
+        self.requests = []
+        self.compiled = None

@@ -1,0 +1,70 @@
+"""OpenVINO on CPU: the precision asked for is the precision run, read back from the runtime."""
+
+from __future__ import annotations
+
+import openvino as ov
+import pytest
+from helpers import assert_valid_result_file
+
+from bench.cell import Cell
+from bench.measure.timing import TimingConfig
+from bench.result import write_result
+from bench.run import run_cell
+
+QUICK = TimingConfig(warmup_min_iters=2, warmup_min_s=0.0, min_iters=5, min_s=0.0)
+CAPABILITIES = set(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def _run(artifact, tmp_path, **cell):
+    result = run_cell(
+        Cell(model=artifact.model, framework="openvino", threads=2, **cell), artifact, QUICK
+    )
+    return assert_valid_result_file(write_result(result, tmp_path / "r.json"))
+
+
+def test_fp32_runs_fp32_everywhere_with_latency_hint(small_artifact, tmp_path):
+    doc = _run(small_artifact, tmp_path)
+    assert doc["status"] == "ok", doc["reason"]
+    runtime = doc["runtime"]
+    assert runtime["precision_run"] == "fp32"
+    # Not one layer in bf16: OpenVINO's default on bf16-capable CPUs would put most there.
+    assert "bf16" not in runtime["layer_precisions"] and runtime["layer_precisions"]["f32"] > 0
+    assert runtime["performance_hint"] == "latency" and runtime["infer_requests"] == 1
+    assert runtime["threads"] == 2
+    assert doc["parity"]["verdict"] == "pass"
+
+
+def test_throughput_cell_splits_the_batch_across_async_requests(small_artifact, tmp_path):
+    doc = _run(small_artifact, tmp_path, batch_size=4)
+    assert doc["status"] == "ok", doc["reason"]
+    assert doc["runtime"]["performance_hint"] == "throughput"
+    assert 1 <= doc["runtime"]["infer_requests"] <= 4
+    assert doc["parity"]["verdict"] == "pass"
+    assert doc["parity"]["outputs"][0]["shape"] == [8, 1000]
+
+
+@pytest.mark.skipif("BF16" not in CAPABILITIES, reason="this CPU has no bf16: see the next test")
+def test_bf16_runs_bf16_layers_and_is_labelled_so(small_artifact, tmp_path):
+    doc = _run(small_artifact, tmp_path, precision="bf16")
+    assert doc["status"] == "ok", doc["reason"]
+    assert doc["runtime"]["precision_run"] == "bf16"
+    assert doc["runtime"]["layer_precisions"].get("bf16", 0) > 0
+    assert doc["parity"]["tolerance"]["precision"] == "bf16"
+
+
+@pytest.mark.skipif("BF16" in CAPABILITIES, reason="this CPU has bf16: see the previous test")
+def test_bf16_without_cpu_support_is_unsupported(small_artifact, tmp_path):
+    doc = _run(small_artifact, tmp_path, precision="bf16")
+    assert doc["status"] == "unsupported"
+
+
+@pytest.mark.skipif("FP16" in CAPABILITIES, reason="this CPU computes fp16 natively")
+def test_fp16_replaced_by_the_plugin_is_unsupported_not_mislabelled(small_artifact, tmp_path):
+    doc = _run(small_artifact, tmp_path, precision="fp16")
+    assert doc["status"] == "unsupported"
+    assert "asked for fp16" in doc["reason"]
+
+
+def test_unknown_hint_is_unsupported(small_artifact, tmp_path):
+    doc = _run(small_artifact, tmp_path, options=(("hint", "fastest"),))
+    assert doc["status"] == "unsupported" and "latency, throughput" in doc["reason"]
