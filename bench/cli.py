@@ -22,6 +22,7 @@ from bench import __version__
 from bench.backends import BACKENDS
 from bench.cell import DEVICES, PRECISIONS, Cell, default_threads, parse_options
 from bench.errors import USAGE_EXIT_CODE, UsageError
+from bench.measure.timing import TimingConfig
 from bench.models import MODELS
 from bench.result import CellResult
 
@@ -67,8 +68,13 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
 
 def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run one cell and write one result JSON")
-    p.add_argument("--model", required=True, help="model name as exported (or onnx:PATH)")
-    p.add_argument("--framework", required=True, choices=BACKENDS.names())
+    p.add_argument(
+        "--cell",
+        help="a cell file (JSON: cell, timing, artifact, out), as the "
+        "runner writes; replaces the cell options below",
+    )
+    p.add_argument("--model", help="model name as exported (or onnx:PATH)")
+    p.add_argument("--framework", choices=BACKENDS.names())
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
@@ -131,12 +137,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from bench.artifact import Artifact, find_artifact
-    from bench.measure.timing import TimingConfig
-    from bench.result import write_result
-    from bench.run import run_cell
-
+def _cell_from_args(args: argparse.Namespace) -> tuple[Cell, TimingConfig]:
     cell = Cell(
         model=args.model,
         framework=args.framework,
@@ -154,13 +155,45 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.max_iters,
         args.max_seconds,
     )
-    artifact = (
-        Artifact.load(args.artifact) if args.artifact else find_artifact(args.artifacts, args.model)
-    )
+    return cell, timing
+
+
+def _cell_from_file(path: str) -> tuple[Cell, TimingConfig, dict]:
+    """A cell file (how the runner hands a cell to a container): cell, timing, artifact, out."""
+    try:
+        doc = json.loads(Path(path).read_text())
+        cell_doc = dict(doc["cell"])
+        cell_doc["options"] = tuple(sorted(cell_doc.get("options", {}).items()))
+        return Cell(**cell_doc), TimingConfig(**doc.get("timing", {})), doc
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UsageError(f"--cell {path}: not a valid cell file ({exc})") from exc
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.artifact import Artifact, find_artifact
+    from bench.faults import inject_from_env
+    from bench.result import write_result
+    from bench.run import run_cell
+
+    if args.cell:
+        cell, timing, doc = _cell_from_file(args.cell)
+        artifact = Artifact.load(doc["artifact"])
+        out, run_id = Path(args.out or doc["out"]), doc.get("run_id")
+    else:
+        if not (args.model and args.framework):
+            raise UsageError("run needs --model and --framework (or --cell FILE)")
+        cell, timing = _cell_from_args(args)
+        artifact = (
+            Artifact.load(args.artifact)
+            if args.artifact
+            else find_artifact(args.artifacts, args.model)
+        )
+        out = Path(args.out) if args.out else Path(DEFAULT_RESULTS) / f"{cell.id}.json"
+        run_id = args.run_id
     if artifact.model != cell.model:
         raise UsageError(f"artifact {artifact.path} holds {artifact.model!r}, not {cell.model!r}")
-    out = Path(args.out) if args.out else Path(DEFAULT_RESULTS) / f"{cell.id}.json"
-    result = run_cell(cell, artifact, timing, run_id=args.run_id)
+    inject_from_env()
+    result = run_cell(cell, artifact, timing, run_id=run_id)
     write_result(result, out)
     print(_summary_line(result), file=sys.stderr)
     print(out)

@@ -1,0 +1,30 @@
+"""Deliberate failures, to test that a crashing, hanging or memory-hungry cell cannot take the
+matrix down. `DEPLOYBENCH_FAULT=crash|hang|oom` makes `python -m bench run` fail that way just
+before it measures; the runner's tests set it on purpose. Unset, it does nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from bench.errors import UsageError
+
+FAULTS = ("crash", "hang", "oom")
+
+
+def inject_from_env() -> None:
+    fault = os.environ.get("DEPLOYBENCH_FAULT")
+    if not fault:
+        return
+    if fault not in FAULTS:
+        raise UsageError(f"DEPLOYBENCH_FAULT={fault!r}; valid: {', '.join(FAULTS)}")
+    if fault == "crash":
+        os.kill(os.getpid(), signal.SIGSEGV)  # what a native crash in a framework looks like
+    elif fault == "hang":
+        while True:
+            time.sleep(3600)
+    else:
+        hog = []
+        while True:  # touch every page, so the memory is really committed
+            hog.append(bytearray(b"\x01") * (64 << 20))

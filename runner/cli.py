@@ -1,0 +1,229 @@
+"""`python -m runner` — the host orchestrator.
+
+    python -m runner run [--matrix quick] [--executor docker|local]   run a matrix
+    python -m runner plan [--matrix quick]                            validate it, list its cells
+    python -m runner images [--cpu|--gpu|NAME ...]                    build the framework images
+    python -m runner export [--matrix quick]                          export its models' artifacts
+    python -m runner clean                                            remove orphan containers
+
+Exit codes: 0 every cell ran (ok, unsupported or skipped); 1 some cell failed; 2 bad input
+(an invalid matrix lists every problem); 130 interrupted (resume with --resume --run-id ID).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.errors import USAGE_EXIT_CODE, UsageError
+from runner.executors import EXECUTORS, create_executor
+from runner.matrix import Matrix, load_matrix, profiles
+
+DEFAULT_RESULTS = Path("results")
+DEFAULT_ARTIFACTS = Path("artifacts")
+DEFAULT_CACHE = Path("cache")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _add_matrix_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--matrix",
+        default="quick",
+        help=f"a built-in profile ({', '.join(profiles())}) or a YAML file (default quick)",
+    )
+    p.add_argument(
+        "--framework",
+        action="append",
+        default=[],
+        help="only the cells of this framework (repeatable)",
+    )
+    p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS)
+
+
+def _add_build_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--base-image",
+        help="base of every image (e.g. deploybench/base:bookworm "
+        "from `make base-offline`); default: each Dockerfile's own",
+    )
+    p.add_argument(
+        "--torch-index-url",
+        help="index of the torch wheels; '' for PyPI's default "
+        "(CUDA builds, which run on CPU) where the CPU index is unreachable",
+    )
+    p.add_argument("--rebuild", action="store_true", help="rebuild images even when up to date")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m runner", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a matrix and print the comparison table")
+    _add_matrix_args(run)
+    _add_build_args(run)
+    run.add_argument("--executor", choices=EXECUTORS.names(), default="docker")
+    run.add_argument(
+        "--export-executor",
+        choices=EXECUTORS.names(),
+        help="where the export stage runs (default: the same as --executor)",
+    )
+    run.add_argument(
+        "--no-export",
+        action="store_true",
+        help="do not export: use the artifacts already in --artifacts",
+    )
+    run.add_argument("--run-id", help="default: the matrix name and the UTC time")
+    run.add_argument("--resume", action="store_true", help="continue the run --run-id")
+    run.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    run.add_argument(
+        "--cache",
+        type=Path,
+        default=DEFAULT_CACHE,
+        help="caches shared by cells, e.g. TVM tuning databases (default cache/)",
+    )
+    plan = sub.add_parser("plan", help="validate a matrix and list its cells")
+    _add_matrix_args(plan)
+    images = sub.add_parser("images", help="build the framework images")
+    images.add_argument("names", nargs="*", help="image names (default: all CPU images)")
+    images.add_argument("--gpu", action="store_true", help="the GPU images")
+    _add_build_args(images)
+    export = sub.add_parser("export", help="export the artifacts of a matrix's models, here")
+    _add_matrix_args(export)
+    sub.add_parser("clean", help="remove containers left behind by interrupted runs")
+    return parser
+
+
+def _matrix(args: argparse.Namespace) -> Matrix:
+    matrix = load_matrix(args.matrix)
+    if args.framework:
+        unknown = sorted(set(args.framework) - {c.framework for c in matrix.cells})
+        if unknown:
+            raise UsageError(f"--framework {', '.join(unknown)}: not in matrix {matrix.name}")
+        matrix = replace(matrix, cells=[c for c in matrix.cells if c.framework in args.framework])
+    return matrix
+
+
+def _settings(args: argparse.Namespace) -> object:
+    from bench.measure.fingerprint import git_revision
+    from runner.images import BuildSettings
+
+    return BuildSettings(
+        base_image=args.base_image,
+        torch_index_url=args.torch_index_url,
+        revision=git_revision() or "unknown",
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runner.orchestrate import MatrixRun, RunOptions
+    from runner.summary import table
+
+    matrix = _matrix(args)
+    if args.resume and not args.run_id:
+        raise UsageError("--resume needs the --run-id of the run to continue")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_id = args.run_id or f"{matrix.name}-{stamp}"
+
+    def executor(name: str) -> object:
+        if name == "docker":
+            return create_executor(
+                "docker",
+                settings=_settings(args),
+                cache_dir=args.cache.resolve(),
+                rebuild=args.rebuild,
+            )
+        return create_executor("local")
+
+    cells = executor(args.executor)
+    export_name = args.export_executor or args.executor
+    exporter = cells if export_name == args.executor else executor(export_name)
+    opts = RunOptions(
+        run_id=run_id,
+        results_root=args.results,
+        artifacts_dir=args.artifacts,
+        resume=args.resume,
+        export=not args.no_export,
+    )
+    log(
+        f"run {run_id}: {len(matrix.cells)} cells, {matrix.threads} threads each, "
+        f"executor {args.executor}; results in {opts.run_dir}"
+    )
+    try:
+        summary = MatrixRun(matrix, cells, exporter, opts, log).run()
+    except KeyboardInterrupt:
+        log(
+            f"\ninterrupted; continue with: python -m runner run --matrix {args.matrix} "
+            f"--executor {args.executor} --run-id {run_id} --resume"
+        )
+        return 130
+    print(table(summary.results))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
+    log(f"\n{counts}; {summary.parity_failures} parity failures; results in {summary.run_dir}")
+    return 1 if summary.any_failed else 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from runner.images import image_for
+
+    matrix = _matrix(args)
+    for cell in matrix.cells:
+        print(f"{cell.id}  [{image_for(cell.framework, cell.device).name}, {cell.threads} threads]")
+    log(f"{len(matrix.cells)} cells in matrix {matrix.name}")
+    return 0
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from runner.executors.docker import connect
+    from runner.images import IMAGES, ensure_images
+
+    names = args.names or [
+        n for n in IMAGES if IMAGES.get(n).device == ("cuda" if args.gpu else "cpu")
+    ]
+    specs = [IMAGES.get(n) for n in names]
+    ids = ensure_images(connect(), specs, _settings(args), log, rebuild=args.rebuild)
+    for name, image_id in ids.items():
+        print(f"{IMAGES.get(name).tag()} {image_id}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench.export import export
+
+    matrix = _matrix(args)
+    for model in matrix.models:
+        artifact, reused = export(matrix.export_spec(model), args.artifacts)
+        print(f"{'reused' if reused else 'exported'} {artifact.path}")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from runner.executors.docker import DockerExecutor
+
+    removed = DockerExecutor().cleanup()
+    log(f"removed {removed} orphan containers")
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "plan": cmd_plan,
+    "images": cmd_images,
+    "export": cmd_export,
+    "clean": cmd_clean,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_EXIT_CODE

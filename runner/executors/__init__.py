@@ -1,0 +1,22 @@
+"""Where cells run: `docker` (one fresh container per cell) or `local` (one subprocess per cell,
+in the current Python environment). Both hand the cell over as a file and read its result
+from a file; stdout and stderr are only the cell's log."""
+
+from __future__ import annotations
+
+from bench.registry import Registry
+from runner.executors.base import CellJob, Executor, ExportJob, Outcome
+
+EXECUTORS: Registry[str] = Registry("executor")
+EXECUTORS.add("docker", "runner.executors.docker:DockerExecutor")
+EXECUTORS.add("local", "runner.executors.local:LocalExecutor")
+
+
+def create_executor(name: str, **kwargs: object) -> Executor:
+    import importlib
+
+    module, _, cls = EXECUTORS.get(name).partition(":")
+    return getattr(importlib.import_module(module), cls)(**kwargs)
+
+
+__all__ = ["EXECUTORS", "CellJob", "Executor", "ExportJob", "Outcome", "create_executor"]

@@ -1,0 +1,115 @@
+"""The executor interface: run the export stage, run one cell, clean up."""
+
+from __future__ import annotations
+
+import json
+import signal
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.cell import Cell
+from bench.export import ExportSpec
+from bench.measure.timing import TimingConfig
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """Export one model's artifact into `artifacts_dir` (host path)."""
+
+    spec: ExportSpec
+    artifacts_dir: Path
+    log_path: Path
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """Run one cell; every path is a host path."""
+
+    cell: Cell
+    timing: TimingConfig
+    run_id: str
+    artifact_dir: Path
+    result_path: Path
+    log_path: Path
+    timeout_s: float
+    memory_limit: str
+    cpus: tuple[int, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """How the cell's process ended (its result, if any, is in `result_path`)."""
+
+    exit_code: int | None = None
+    timed_out: bool = False
+    oom: bool = False
+    start_error: str | None = None  # it could not start at all
+    image: str | None = None
+    image_id: str | None = None
+
+    def describe(self, timeout_s: float, memory_limit: str) -> str:
+        """Why a cell without a result ended, in words."""
+        if self.start_error:
+            return f"could not start: {self.start_error}"
+        if self.timed_out:
+            return f"timed out after {timeout_s:g} s and was killed"
+        if self.oom:
+            return f"ran out of memory (limit {memory_limit}) and was killed"
+        code = self.exit_code
+        if code is not None and code < 0:
+            return f"crashed with {signal.Signals(-code).name}"
+        if code is not None and code > 128 and code - 128 in signal.valid_signals():
+            return f"crashed with {signal.Signals(code - 128).name} (exit code {code})"
+        return f"exited with code {code} without writing a result"
+
+
+def cell_document(job: CellJob, artifact: str, out: str) -> str:
+    """The cell file handed to `python -m bench run --cell`, with executor-side paths."""
+    return json.dumps(
+        {
+            "cell": job.cell.to_dict(),
+            "timing": job.timing.to_dict(),
+            "artifact": artifact,
+            "out": out,
+            "run_id": job.run_id,
+        },
+        indent=2,
+    )
+
+
+def parse_memory(limit: str) -> int:
+    """'8g' / '512m' / '1024k' / '123' -> bytes."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    text = limit.strip().lower().removesuffix("b")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+class Executor(ABC):
+    """Where the export stage and the cells run."""
+
+    name: str
+    gpu_reason: str | None = None  # why GPU cells cannot run here (None: they can)
+
+    @abstractmethod
+    def prepare(
+        self, frameworks: set[tuple[str, str]], log: Callable[[str], None]
+    ) -> dict[str, dict]:
+        """Make (framework, device) pairs runnable; returns what runs them: {name: {tag, id}}."""
+
+    @abstractmethod
+    def export(self, job: ExportJob) -> int:
+        """Run the export stage; returns its exit code (its log is in job.log_path)."""
+
+    @abstractmethod
+    def run(self, job: CellJob) -> Outcome:
+        """Run one cell to its end, whatever that is."""
+
+    def cleanup(self, run_id: str | None = None) -> int:
+        """Remove what a run left behind (containers of an interrupted run); returns how many."""
+        return 0

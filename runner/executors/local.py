@@ -1,0 +1,126 @@
+"""Cells as subprocesses of the current Python environment: for development, CI, inside a
+framework image (compose), and hosts where Docker is not allowed.
+
+Each cell is a fresh `python -m bench run --cell FILE` process in its own process group,
+pinned to the run's CPUs, with its data segment limited to the memory limit (so a runaway
+allocation fails inside the cell instead of taking the host down) and killed on timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.backends import BACKENDS
+from runner.executors.base import CellJob, Executor, ExportJob, Outcome, cell_document, parse_memory
+
+
+def _run_logged(
+    cmd: list[str],
+    log_path: Path,
+    timeout_s: float,
+    env: dict[str, str],
+    preexec: Callable[[], None] | None = None,
+) -> tuple[int | None, bool]:
+    """Run `cmd` with output to `log_path`; returns (exit code, timed out)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
+        try:
+            return proc.wait(timeout=timeout_s), False
+        except subprocess.TimeoutExpired:
+            return None, True
+        finally:
+            if proc.poll() is None:  # timeout, or Ctrl-C in the runner: kill the whole group
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+class LocalExecutor(Executor):
+    name = "local"
+
+    def __init__(self) -> None:
+        self.gpu_reason = None if _has_nvidia_gpu() else "no NVIDIA GPU on this host"
+
+    def prepare(
+        self, frameworks: set[tuple[str, str]], log: Callable[[str], None]
+    ) -> dict[str, dict]:
+        ready = {}
+        for framework, device in sorted(frameworks):
+            entry = BACKENDS.get(framework)
+            state = "importable" if entry.importable() else "NOT INSTALLED (its cells are skipped)"
+            log(f"local {framework}/{device}: {state}")
+            ready[f"local-{framework}-{device}"] = {"tag": None, "id": None}
+        return ready
+
+    def export(self, job: ExportJob) -> int:
+        spec = job.spec
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench",
+            "export",
+            "--model",
+            spec.model,
+            "--weights",
+            spec.weights,
+            "--seed",
+            str(spec.seed),
+            "--opset",
+            str(spec.opset),
+            "--exporter",
+            spec.exporter,
+            "--artifacts",
+            str(job.artifacts_dir),
+        ]
+        if spec.images:
+            cmd += ["--images", spec.images]
+        code, timed_out = _run_logged(cmd, job.log_path, job.timeout_s, dict(os.environ))
+        return 124 if timed_out else int(code)
+
+    def run(self, job: CellJob) -> Outcome:
+        memory = parse_memory(job.memory_limit)
+
+        def limit() -> None:  # in the child, before exec
+            if job.cpus and hasattr(os, "sched_setaffinity"):
+                os.sched_setaffinity(0, job.cpus)
+            resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
+
+        with tempfile.NamedTemporaryFile("w", suffix=".cell.json", delete=False) as f:
+            f.write(cell_document(job, str(job.artifact_dir), str(job.result_path)))
+        try:
+            env = {**os.environ, **job.env}
+            code, timed_out = _run_logged(
+                [sys.executable, "-m", "bench", "run", "--cell", f.name],
+                job.log_path,
+                job.timeout_s,
+                env,
+                limit,
+            )
+        finally:
+            os.unlink(f.name)
+        tail = job.log_path.read_text(errors="replace")[-4000:]
+        return Outcome(
+            exit_code=code,
+            timed_out=timed_out,
+            oom=not timed_out and code != 0 and "MemoryError" in tail,
+        )
+
+
+def _has_nvidia_gpu() -> bool:
+    return Path("/dev/nvidiactl").exists()

@@ -1,0 +1,259 @@
+"""The framework images: which image runs which framework, and building them (Docker SDK).
+
+Each image's build context is assembled here, so it holds only what the image needs: its
+Dockerfile and requirements.txt, the bench source (`src/`), the CA of the host's pip proxy
+(`ca.pem`, empty without `PIP_CERT`) and, on hosts with a local wheelhouse, the wheels the host's
+pip prefetched (`wheels/`). Builds use the host network (the legacy builder's
+``network_mode="host"``) so that a host whose registries sit behind a proxy can build.
+
+An image is rebuilt when the hash of its context (Dockerfile, requirements, bench source,
+build arguments) differs from the `ai.deploybench.context-sha256` label of the existing one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.errors import UsageError
+from bench.registry import Registry
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGES_DIR = REPO / "images"
+DEFAULT_BASE = "python:3.11-slim-bookworm"
+OFFLINE_BASE = "deploybench/base:bookworm"
+SOURCE_URL = "https://github.com/deploybench/deploybench"
+LABEL_PREFIX = "ai.deploybench"
+# Packages whose versions an image's labels announce.
+FRAMEWORK_PACKAGES = (
+    "torch",
+    "torchvision",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "openvino",
+    "apache-tvm",
+    "tensorrt-cu13",
+    "numpy",
+)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One framework x device image."""
+
+    name: str
+    frameworks: tuple[str, ...]
+    device: str
+    exports: bool = False  # runs the export stage (needs torch)
+
+    @property
+    def dir(self) -> Path:
+        return IMAGES_DIR / self.name
+
+    def tag(self, prefix: str = "deploybench") -> str:
+        return f"{prefix}/{self.name}:latest"
+
+
+IMAGES: Registry[ImageSpec] = Registry("image")
+for _spec in (
+    ImageSpec("torch-cpu", ("torch",), "cpu", exports=True),
+    ImageSpec("ort-cpu", ("onnxruntime",), "cpu"),
+    ImageSpec("ov-cpu", ("openvino",), "cpu"),
+    ImageSpec("tvm-cpu", ("tvm",), "cpu"),
+    ImageSpec("torch-gpu", ("torch",), "cuda", exports=True),
+    ImageSpec("ort-gpu", ("onnxruntime",), "cuda"),
+    ImageSpec("trt-gpu", ("tensorrt",), "cuda"),
+    ImageSpec("tvm-gpu", ("tvm",), "cuda"),
+):
+    IMAGES.add(_spec.name, _spec)
+
+
+def image_for(framework: str, device: str) -> ImageSpec:
+    for name in IMAGES:
+        spec = IMAGES.get(name)
+        if framework in spec.frameworks and spec.device == device:
+            return spec
+    raise UsageError(f"no image runs {framework} on {device}; images: {', '.join(IMAGES.names())}")
+
+
+def export_image(device: str = "cpu") -> ImageSpec:
+    return IMAGES.get(f"torch-{device}")
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """How images are built on this host."""
+
+    base_image: str | None = None  # None: the Dockerfile's default (a registry image)
+    torch_index_url: str | None = None  # None: the Dockerfile's default; "": PyPI's default
+    pip_cert: str | None = field(default_factory=lambda: os.environ.get("PIP_CERT"))
+    prefetch_wheels: bool = field(default_factory=lambda: bool(os.environ.get("PIP_FIND_LINKS")))
+    revision: str = "unknown"
+
+    def buildargs(self) -> dict[str, str]:
+        args = {"REVISION": self.revision}
+        if self.base_image:
+            args["BASE_IMAGE"] = self.base_image
+        if self.torch_index_url is not None:
+            args["TORCH_INDEX_URL"] = self.torch_index_url
+        return args
+
+
+def _source_files() -> list[Path]:
+    files = [
+        REPO / "pyproject.toml",
+        *sorted((REPO / "bench").rglob("*.py")),
+        *sorted((REPO / "bench" / "schema").glob("*.json")),
+        *sorted((REPO / "runner").rglob("*.py")),
+        *sorted((REPO / "runner").rglob("*.yaml")),
+    ]
+    return [f for f in files if "__pycache__" not in f.parts]
+
+
+def context_hash(spec: ImageSpec, settings: BuildSettings) -> str:
+    digest = hashlib.sha256()
+    for path in [spec.dir / "Dockerfile", spec.dir / "requirements.txt", *_source_files()]:
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for key, value in sorted(settings.buildargs().items()):
+        if key != "REVISION":
+            digest.update(f"{key}={value}\0".encode())
+    return digest.hexdigest()
+
+
+def _prefetch(
+    spec: ImageSpec, settings: BuildSettings, wheels: Path, log: Callable[[str], None]
+) -> None:
+    """Let the host's pip (its indexes, wheelhouse, proxy) download the image's wheels."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "-d",
+        str(wheels),
+        "-r",
+        str(spec.dir / "requirements.txt"),
+    ]
+    if settings.torch_index_url:
+        cmd += ["--extra-index-url", settings.torch_index_url]
+    log(f"{spec.name}: prefetching wheels with the host's pip")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:  # not fatal: the build then installs from the index itself
+        detail = proc.stderr.strip()[-300:]
+        log(f"{spec.name}: prefetch incomplete, the build uses the index: {detail}")
+
+
+def assemble_context(
+    spec: ImageSpec, settings: BuildSettings, dest: Path, log: Callable[[str], None]
+) -> None:
+    shutil.copy(spec.dir / "Dockerfile", dest / "Dockerfile")
+    shutil.copy(spec.dir / "requirements.txt", dest / "requirements.txt")
+    cert = Path(settings.pip_cert) if settings.pip_cert else None
+    (dest / "ca.pem").write_bytes(cert.read_bytes() if cert and cert.is_file() else b"")
+    (dest / "wheels").mkdir()
+    if settings.prefetch_wheels:
+        _prefetch(spec, settings, dest / "wheels", log)
+    src = dest / "src"
+    for path in [*_source_files(), REPO / "README.md"]:
+        target = src / path.relative_to(REPO)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+
+
+def _framework_versions(spec: ImageSpec) -> str:
+    pins = [
+        line.strip()
+        for line in (spec.dir / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    ]
+    return " ".join(p for p in pins if p.split("==")[0].lower() in FRAMEWORK_PACKAGES)
+
+
+def labels(spec: ImageSpec, settings: BuildSettings, ctx_hash: str) -> dict[str, str]:
+    return {
+        "org.opencontainers.image.title": f"deploybench {spec.name}",
+        "org.opencontainers.image.source": SOURCE_URL,
+        "org.opencontainers.image.revision": settings.revision,
+        "org.opencontainers.image.created": datetime.now(timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        f"{LABEL_PREFIX}.frameworks": _framework_versions(spec),
+        f"{LABEL_PREFIX}.device": spec.device,
+        f"{LABEL_PREFIX}.context-sha256": ctx_hash,
+    }
+
+
+class BuildError(RuntimeError):
+    """An image build failed; the message ends with the build log's tail."""
+
+
+def current_image_id(client: object, spec: ImageSpec, settings: BuildSettings) -> str | None:
+    """The id of the existing image if it was built from the current context, else None."""
+    import docker.errors
+
+    try:
+        image = client.images.get(spec.tag())
+    except docker.errors.ImageNotFound:
+        return None
+    built_from = (image.labels or {}).get(f"{LABEL_PREFIX}.context-sha256")
+    return image.id if built_from == context_hash(spec, settings) else None
+
+
+def build_image(
+    client: object, spec: ImageSpec, settings: BuildSettings, log: Callable[[str], None] = print
+) -> str:
+    """Build one image (streaming its log through `log`); returns the image id."""
+    ctx_hash = context_hash(spec, settings)
+    tail: list[str] = []
+    with tempfile.TemporaryDirectory(prefix=f"deploybench-{spec.name}-") as tmp:
+        assemble_context(spec, settings, Path(tmp), log)
+        stream = client.api.build(
+            path=tmp,
+            tag=spec.tag(),
+            buildargs=settings.buildargs(),
+            network_mode="host",
+            labels=labels(spec, settings, ctx_hash),
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        for chunk in stream:
+            if "error" in chunk:
+                raise BuildError(
+                    f"building {spec.name} failed: {chunk['error'].strip()}\n" + "".join(tail[-30:])
+                )
+            line = chunk.get("stream", "")
+            if line.strip():
+                tail.append(line)
+                if line.startswith("Step "):
+                    log(f"{spec.name}: {line.strip()}")
+    return client.images.get(spec.tag()).id
+
+
+def ensure_images(
+    client: object,
+    specs: list[ImageSpec],
+    settings: BuildSettings,
+    log: Callable[[str], None] = print,
+    rebuild: bool = False,
+) -> dict[str, str]:
+    """Build the missing or stale images among `specs`; returns {image name: image id}."""
+    ids = {}
+    for spec in specs:
+        existing = None if rebuild else current_image_id(client, spec, settings)
+        if existing:
+            log(f"{spec.name}: up to date ({existing[:19]})")
+            ids[spec.name] = existing
+        else:
+            log(f"{spec.name}: building")
+            ids[spec.name] = build_image(client, spec, settings, log)
+    return ids

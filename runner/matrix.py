@@ -1,0 +1,279 @@
+"""Matrix files (YAML) -> validated, planned cells.
+
+A matrix names models x frameworks x devices x batch sizes x precisions, minus exclusions,
+plus how every cell is run (threads, timing bounds, limits, export settings, framework
+options). Validation reports every problem at once, each with its location (key path and
+line), before any work starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.backends import BACKENDS
+from bench.cell import DEVICES, PRECISIONS, Cell, default_threads
+from bench.errors import UsageError
+from bench.export import EXPORTERS, ExportSpec
+from bench.measure.timing import TimingConfig
+from bench.models import MODELS, is_onnx_model
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+AXES = {
+    "models": "model",
+    "frameworks": "framework",
+    "devices": "device",
+    "batch_sizes": "batch_size",
+    "precisions": "precision",
+}
+TIMING_KEYS = {
+    "warmup_iters": "warmup_min_iters",
+    "warmup_seconds": "warmup_min_s",
+    "iters": "min_iters",
+    "seconds": "min_s",
+    "max_iters": "max_iters",
+    "max_seconds": "max_s",
+}
+EXPORT_KEYS = ("weights", "seed", "opset", "exporter", "images")
+TOP_KEYS = (
+    *AXES,
+    "name",
+    "description",
+    "threads",
+    "memory_limit",
+    "cell_timeout_s",
+    "timing",
+    "export",
+    "framework_options",
+    "exclude",
+)
+
+
+class MatrixError(UsageError):
+    """An invalid matrix: every problem, one per line."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"invalid matrix {source}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """A validated matrix."""
+
+    name: str
+    cells: list[Cell]
+    export_settings: dict[str, Any]  # shared by every model's export
+    timing: TimingConfig
+    threads: int
+    memory_limit: str
+    cell_timeout_s: float
+    source: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def export_spec(self, model: str) -> ExportSpec:
+        return ExportSpec(model=model, **self.export_settings)
+
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(c.model for c in self.cells))
+
+
+def _with_lines(node: yaml.Node, path: tuple = (), lines: dict | None = None) -> tuple[Any, dict]:
+    """Plain data from a composed YAML node, and the line of every key path (1-based)."""
+    lines = {} if lines is None else lines
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out = {}
+        for key_node, value_node in node.value:
+            key = yaml.safe_load(yaml.serialize(key_node))
+            out[key], _ = _with_lines(value_node, (*path, key), lines)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+        return out, lines
+    if isinstance(node, yaml.SequenceNode):
+        return [_with_lines(v, (*path, i), lines)[0] for i, v in enumerate(node.value)], lines
+    return yaml.safe_load(yaml.serialize(node)), lines
+
+
+class _Checker:
+    """Collects problems with their locations instead of stopping at the first."""
+
+    def __init__(self, lines: dict) -> None:
+        self.lines = lines
+        self.problems: list[str] = []
+
+    def add(self, path: tuple, message: str) -> None:
+        where = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path)
+        where = where.replace(".[", "[") or "(top)"
+        line = self.lines.get(path)
+        self.problems.append(f"{where}{f' (line {line})' if line else ''}: {message}")
+
+    def unknown_keys(self, path: tuple, mapping: dict, valid: tuple | list) -> None:
+        for key in mapping:
+            if key not in valid:
+                close = difflib.get_close_matches(str(key), valid, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(valid)}"
+                self.add((*path, key), f"unknown key{hint}")
+
+    def choice(
+        self, path: tuple, value: Any, valid: list[str] | tuple[str, ...], what: str
+    ) -> bool:
+        if value in valid:
+            return True
+        self.add(path, f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+        return False
+
+
+def _axis_valid(axis: str, value: Any, check: _Checker, path: tuple) -> None:
+    if axis == "models":
+        if not isinstance(value, str) or not (value in MODELS or is_onnx_model(value)):
+            check.add(
+                path, f"unknown model {value!r}; valid: {', '.join(MODELS.names())}, or onnx:PATH"
+            )
+    elif axis == "frameworks":
+        check.choice(path, value, BACKENDS.names(), "framework")
+    elif axis == "devices":
+        check.choice(path, value, DEVICES, "device")
+    elif axis == "precisions":
+        check.choice(path, value, PRECISIONS, "precision")
+    elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        check.add(path, f"batch size must be a positive integer, not {value!r}")
+
+
+def _check_axes(doc: dict, check: _Checker) -> dict[str, list]:
+    axes = {}
+    for axis in AXES:
+        values = doc.get(axis)
+        if values is None:
+            check.add((axis,), "missing (a list of values)")
+            continue
+        if not isinstance(values, list) or not values:
+            check.add((axis,), "must be a non-empty list")
+            continue
+        for i, value in enumerate(values):
+            _axis_valid(axis, value, check, (axis, i))
+        axes[axis] = values
+    return axes
+
+
+def _check_excludes(doc: dict, check: _Checker) -> list[dict]:
+    excludes = doc.get("exclude", [])
+    if not isinstance(excludes, list):
+        check.add(("exclude",), "must be a list of {axis: value} mappings")
+        return []
+    singular = {v: k for k, v in AXES.items()}
+    for i, rule in enumerate(excludes):
+        if not isinstance(rule, dict) or not rule:
+            check.add(("exclude", i), "must be a non-empty mapping such as {framework: tvm}")
+            continue
+        check.unknown_keys(("exclude", i), rule, list(singular))
+        for key, value in rule.items():
+            if key in singular:
+                _axis_valid(singular[key], value, check, ("exclude", i, key))
+    return [r for r in excludes if isinstance(r, dict)]
+
+
+def _check_settings(doc: dict, check: _Checker) -> tuple[TimingConfig | None, dict, int]:
+    timing_doc = doc.get("timing", {}) or {}
+    timing = None
+    if not isinstance(timing_doc, dict):
+        check.add(("timing",), "must be a mapping")
+    else:
+        check.unknown_keys(("timing",), timing_doc, list(TIMING_KEYS))
+        try:
+            timing = TimingConfig(
+                **{TIMING_KEYS[k]: v for k, v in timing_doc.items() if k in TIMING_KEYS}
+            )
+        except (UsageError, TypeError) as exc:
+            check.add(("timing",), str(exc))
+    export_doc = doc.get("export", {}) or {}
+    if not isinstance(export_doc, dict):
+        check.add(("export",), "must be a mapping")
+        export_doc = {}
+    check.unknown_keys(("export",), export_doc, list(EXPORT_KEYS))
+    if export_doc.get("exporter", "dynamo") not in EXPORTERS:
+        check.choice(("export", "exporter"), export_doc["exporter"], EXPORTERS, "exporter")
+    threads = doc.get("threads", "auto")
+    if threads == "auto":
+        threads = default_threads()
+    elif not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        check.add(("threads",), f"must be a positive integer or 'auto', not {threads!r}")
+        threads = 1
+    opts = doc.get("framework_options", {}) or {}
+    if not isinstance(opts, dict):
+        check.add(("framework_options",), "must map framework -> {option: value}")
+        opts = {}
+    for fw, values in opts.items():
+        check.choice(("framework_options", fw), fw, BACKENDS.names(), "framework")
+        if not isinstance(values, dict):
+            check.add(("framework_options", fw), "must be a mapping of option: value")
+    timeout = doc.get("cell_timeout_s", 1800)
+    if not isinstance(timeout, (int, float)) or timeout <= 0:
+        check.add(("cell_timeout_s",), f"must be a positive number of seconds, not {timeout!r}")
+    return timing, {k: v for k, v in export_doc.items() if k in EXPORT_KEYS}, threads
+
+
+def _excluded(values: dict[str, Any], rules: list[dict]) -> bool:
+    return any(all(values.get(k) == v for k, v in rule.items()) for rule in rules)
+
+
+def parse_matrix(text: str, source: str = "<matrix>") -> Matrix:
+    """Validate a matrix document; raise `MatrixError` listing every problem."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        raise MatrixError(source, [f"not valid YAML: {exc}"]) from exc
+    doc, lines = _with_lines(root) if root is not None else ({}, {})
+    check = _Checker(lines)
+    if not isinstance(doc, dict):
+        raise MatrixError(source, ["(top): must be a mapping of matrix keys"])
+    check.unknown_keys((), doc, list(TOP_KEYS))
+    axes = _check_axes(doc, check)
+    rules = _check_excludes(doc, check)
+    timing, export_settings, threads = _check_settings(doc, check)
+    if check.problems:
+        raise MatrixError(source, check.problems)
+
+    options = doc.get("framework_options", {}) or {}
+    cells = []
+    for combo in itertools.product(*(axes[a] for a in AXES)):
+        values = dict(zip(AXES.values(), combo, strict=True))
+        if _excluded(values, rules):
+            continue
+        fw_options = tuple(
+            (str(k), str(v)) for k, v in options.get(values["framework"], {}).items()
+        )
+        cells.append(Cell(threads=threads, options=fw_options, **values))
+    if not cells:
+        raise MatrixError(source, ["exclude: every cell is excluded; nothing to run"])
+    return Matrix(
+        name=str(doc.get("name", Path(source).stem)),
+        cells=cells,
+        export_settings=export_settings,
+        timing=timing,
+        threads=threads,
+        memory_limit=str(doc.get("memory_limit", "8g")),
+        cell_timeout_s=float(doc.get("cell_timeout_s", 1800)),
+        source=doc,
+    )
+
+
+def profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def load_matrix(name_or_path: str) -> Matrix:
+    """A built-in profile by name (quick, full, gpu) or a matrix file by path."""
+    path = Path(name_or_path)
+    if not path.suffix and (PROFILES_DIR / f"{name_or_path}.yaml").is_file():
+        path = PROFILES_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise UsageError(
+            f"no matrix file {name_or_path!r}; built-in profiles: "
+            f"{', '.join(profiles())}, or a path to a YAML file"
+        )
+    return parse_matrix(path.read_text(), str(path))
