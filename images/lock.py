@@ -30,8 +30,19 @@ def lock(image_dir: Path) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / "report.json"
             subprocess.run(
-                [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-                 "--quiet", "--report", str(report), "-r", str(source)],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "install",
+                    "--dry-run",
+                    "--ignore-installed",
+                    "--quiet",
+                    "--report",
+                    str(report),
+                    "-r",
+                    str(source),
+                ],
                 check=True,
             )
             installs = json.loads(report.read_text())["install"]
@@ -41,7 +52,11 @@ def lock(image_dir: Path) -> None:
 
 
 def main(names: list[str]) -> None:
-    dirs = [IMAGES / n for n in names] if names else sorted(p.parent for p in IMAGES.glob("*/requirements.in"))
+    dirs = (
+        [IMAGES / n for n in names]
+        if names
+        else sorted(p.parent for p in IMAGES.glob("*/requirements.in"))
+    )
     for d in dirs:
         lock(d)
 
