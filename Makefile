@@ -1,16 +1,22 @@
 # deploybench — the two commands a newcomer needs:
-#   make bench-cpu   export the model and run every CPU framework on it, one result JSON per cell
-#   make test        the test suite (real torch and ONNX Runtime, no mocks)
+#   make bench-cpu   build the images, export the models, run the CPU matrix in containers, print the table
+#   make test        the test suite (real frameworks, a real Docker engine; nothing mocked)
 SHELL := /bin/bash
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
-MODEL ?= resnet50
-BATCH ?= 1
-FRAMEWORKS ?= torch onnxruntime
-ARTIFACTS ?= artifacts
-RUN_ID ?= local-$(shell date -u +%Y%m%dT%H%M%SZ)
+MATRIX ?= quick
+EXECUTOR ?= docker
+RUN_ARGS ?=
+DEFAULT_BASE := python:3.11-slim-bookworm
+OFFLINE_BASE := deploybench/base:bookworm
+# The registry base when the engine has it (or can pull it), else the offline Debian base.
+BASE_IMAGE ?= $(shell docker image inspect $(DEFAULT_BASE) >/dev/null 2>&1 && echo $(DEFAULT_BASE) || echo $(OFFLINE_BASE))
+# PyTorch's CPU wheel index when reachable; empty means PyPI's default (CUDA) wheels.
+TORCH_INDEX_URL ?= $(shell curl -fsI --max-time 5 https://download.pytorch.org/whl/cpu/ >/dev/null 2>&1 && echo https://download.pytorch.org/whl/cpu)
+BUILD_ARGS = --base-image "$(BASE_IMAGE)" --torch-index-url "$(TORCH_INDEX_URL)"
 
-.PHONY: install bench-cpu test lint format clean
+.PHONY: install bench-cpu bench-gpu bench-local images images-cpu images-gpu base base-offline \
+        doctor test lint format clean
 
 install: $(VENV)/.installed
 
@@ -19,15 +25,39 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --upgrade pip
-	$(VENV)/bin/pip install -e '.[torch,ort,ov,tvm,dev]'
+	$(VENV)/bin/pip install -e '.[torch,ort,ov,tvm,runner,dev]'
 	touch $@
 
-bench-cpu: install
-	$(PYTHON) -m bench export --model $(MODEL) --artifacts $(ARTIFACTS)
-	for fw in $(FRAMEWORKS); do \
-	  $(PYTHON) -m bench run --model $(MODEL) --framework $$fw --batch $(BATCH) \
-	    --artifacts $(ARTIFACTS) --run-id $(RUN_ID) --out results/$(RUN_ID)/$(MODEL)-$$fw-b$(BATCH).json || exit 1; \
-	done
+doctor: install
+	$(PYTHON) -m runner doctor
+
+# A base image: the registry's if it can be pulled, else bootstrapped from Debian packages.
+base: doctor
+	@docker image inspect $(DEFAULT_BASE) >/dev/null 2>&1 \
+	  || docker pull $(DEFAULT_BASE) >/dev/null 2>&1 \
+	  || docker image inspect $(OFFLINE_BASE) >/dev/null 2>&1 \
+	  || $(MAKE) base-offline
+
+base-offline:
+	images/bootstrap-base.sh $(OFFLINE_BASE)
+
+images: images-cpu images-gpu
+
+images-cpu: base
+	$(PYTHON) -m runner images $(BUILD_ARGS)
+
+images-gpu: base
+	$(PYTHON) -m runner images --gpu $(BUILD_ARGS)
+
+bench-cpu: base
+	$(PYTHON) -m runner run --matrix $(MATRIX) --executor $(EXECUTOR) $(BUILD_ARGS) $(RUN_ARGS)
+
+bench-gpu: base
+	$(PYTHON) -m runner run --matrix gpu --executor $(EXECUTOR) $(BUILD_ARGS) $(RUN_ARGS)
+
+# The same matrix without Docker, in this virtual environment.
+bench-local: install
+	$(PYTHON) -m runner run --matrix $(MATRIX) --executor local $(RUN_ARGS)
 
 test: install
 	$(PYTHON) -m pytest
@@ -40,5 +70,8 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# Orphan containers of interrupted runs, build-stage images, artifacts and caches.
 clean:
-	rm -rf $(ARTIFACTS) results/local-* .pytest_cache .ruff_cache
+	-$(PYTHON) -m runner clean
+	-docker image prune --force --filter label=ai.deploybench.stage=build
+	rm -rf artifacts cache .pytest_cache .ruff_cache

@@ -192,7 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_id = args.run_id
     if artifact.model != cell.model:
         raise UsageError(f"artifact {artifact.path} holds {artifact.model!r}, not {cell.model!r}")
-    inject_from_env()
+    inject_from_env(cell.framework)
     result = run_cell(cell, artifact, timing, run_id=run_id)
     write_result(result, out)
     print(_summary_line(result), file=sys.stderr)

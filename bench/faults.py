@@ -1,6 +1,7 @@
 """Deliberate failures, to test that a crashing, hanging or memory-hungry cell cannot take the
 matrix down. `DEPLOYBENCH_FAULT=crash|hang|oom` makes `python -m bench run` fail that way just
-before it measures; the runner's tests set it on purpose. Unset, it does nothing."""
+before it measures; `DEPLOYBENCH_FAULT=hang:openvino` only in cells of that framework. The
+runner's tests set it on purpose. Unset, it does nothing."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from bench.errors import UsageError
 FAULTS = ("crash", "hang", "oom")
 
 
-def inject_from_env() -> None:
-    fault = os.environ.get("DEPLOYBENCH_FAULT")
-    if not fault:
+def inject_from_env(framework: str) -> None:
+    fault, _, only = os.environ.get("DEPLOYBENCH_FAULT", "").partition(":")
+    if not fault or (only and only != framework):
         return
     if fault not in FAULTS:
         raise UsageError(f"DEPLOYBENCH_FAULT={fault!r}; valid: {', '.join(FAULTS)}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export the artifacts of a matrix's models, here")
     _add_matrix_args(export)
     sub.add_parser("clean", help="remove containers left behind by interrupted runs")
+    sub.add_parser("doctor", help="check the Docker engine, NVIDIA runtime and base images")
     return parser
 
 
@@ -128,7 +130,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume and not args.run_id:
         raise UsageError("--resume needs the --run-id of the run to continue")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_id = args.run_id or f"{matrix.name}-{stamp}"
+    frameworks = "".join(f"-{f}" for f in args.framework)
+    run_id = args.run_id or f"{matrix.name}{frameworks}-{stamp}"
+    _check_writable(args.results)
 
     def executor(name: str) -> object:
         if name == "docker":
@@ -166,6 +170,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
     log(f"\n{counts}; {summary.parity_failures} parity failures; results in {summary.run_dir}")
     return 1 if summary.any_failed else 0
+
+
+def _check_writable(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK):
+        raise UsageError(
+            f"results folder {folder} is not writable by uid {os.getuid()}; with "
+            "compose, export DEPLOYBENCH_UID=$(id -u) DEPLOYBENCH_GID=$(id -g)"
+        )
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Say plainly whether this host can run the containerized matrix, and how to fix it."""
+    from runner.executors.docker import DockerExecutor
+    from runner.images import DEFAULT_BASE, OFFLINE_BASE
+
+    executor = DockerExecutor()
+    version = executor.client.version().get("Version", "?")
+    log(f"docker engine {version}: reachable")
+    log(f"GPU cells: {executor.gpu_reason or 'NVIDIA runtime present'}")
+    for base in (DEFAULT_BASE, OFFLINE_BASE):
+        try:
+            executor.client.images.get(base)
+            log(f"base image {base}: present")
+        except Exception:  # docker.errors.ImageNotFound; imported lazily with the SDK
+            log(f"base image {base}: absent")
+    return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -216,6 +247,7 @@ COMMANDS = {
     "images": cmd_images,
     "export": cmd_export,
     "clean": cmd_clean,
+    "doctor": cmd_doctor,
 }
 
 

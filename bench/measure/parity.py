@@ -158,6 +158,8 @@ def compare(
         if o.rel_l2 > tol.max_rel_l2:
             reasons.append(f"{o.name}: relative L2 error {o.rel_l2:.3g} > {tol.max_rel_l2:g}")
     top1 = top5 = None
+    if classifier_output is not None and classifier_output not in references:
+        raise ValueError(f"classifier output {classifier_output!r} is not among the outputs")
     if classifier_output is not None:
         top1, top5 = topk_agreement(outputs[classifier_output], references[classifier_output])
         if tol.min_top1_agreement is not None and top1 < tol.min_top1_agreement:

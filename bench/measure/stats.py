@@ -90,4 +90,6 @@ def achieved_gflops_per_s(
     """Arithmetic throughput achieved at the median latency (None when FLOPs are unknown)."""
     if not flops_per_sample:
         return None
+    if median_ms <= 0:
+        raise ValueError("median latency must be positive")
     return flops_per_sample * batch_size / (median_ms / 1000.0) / 1e9

@@ -1,0 +1,127 @@
+"""The orchestrator with the local executor: isolation of failing cells, resume, the table."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import assert_valid_result_file
+
+from runner.executors import create_executor
+from runner.matrix import load_matrix
+from runner.orchestrate import MatrixRun, RunOptions
+from runner.summary import table
+
+
+def _run(matrix_path, small_artifact, tmp_path, run_id="r", cell_env=None, resume=False):
+    matrix = load_matrix(str(matrix_path))
+    executor = create_executor("local")
+    opts = RunOptions(
+        run_id=run_id,
+        results_root=tmp_path / "results",
+        artifacts_dir=small_artifact.path.parent,
+        resume=resume,
+        export=False,
+        cell_env=cell_env or {},
+    )
+    return MatrixRun(matrix, executor, executor, opts, log=lambda _: None).run()
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("crash", "crashed with SIGSEGV"),
+        ("hang", "timed out after 20 s and was killed"),
+        ("oom", "ran out of memory (limit 1g)"),
+    ],
+)
+def test_a_failing_cell_is_recorded_and_the_matrix_goes_on(
+    small_matrix_file, small_artifact, tmp_path, fault, reason
+):
+    path = small_matrix_file(frameworks=("onnxruntime", "openvino"), memory="1g", timeout=20)
+    bad = "mobilenet_v3_small-onnxruntime-cpu-fp32-b1"
+    summary = _run(path, small_artifact, tmp_path, cell_env={bad: {"DEPLOYBENCH_FAULT": fault}})
+    by_framework = {r.cell["framework"]: r for r in summary.results}
+    failed, ok = by_framework["onnxruntime"], by_framework["openvino"]
+    assert failed.status == "failed" and reason in failed.reason
+    assert ok.status == "ok" and ok.parity_passed
+    assert summary.any_failed
+    for cell_id in (bad, "mobilenet_v3_small-openvino-cpu-fp32-b1"):
+        doc = assert_valid_result_file(summary.run_dir / "cells" / f"{cell_id}.json")
+        assert (summary.run_dir / "logs" / f"{cell_id}.log").is_file()
+    assert doc["run_id"] == "r"
+    manifest = json.loads((summary.run_dir / "manifest.json").read_text())
+    assert manifest["state"] == "complete"
+    assert manifest["cells"][bad]["status"] == "failed"
+    assert "FAILED" not in table(summary.results)  # the table shows statuses, not shouting
+    assert reason[:20] in table(summary.results)
+
+
+def test_gpu_cells_are_skipped_without_a_gpu(small_matrix_file, small_artifact, tmp_path):
+    if os.path.exists("/dev/nvidiactl"):
+        pytest.skip("this host has an NVIDIA GPU")
+    summary = _run(small_matrix_file(devices=("cpu", "cuda")), small_artifact, tmp_path)
+    statuses = {r.cell["device"]: r for r in summary.results}
+    assert statuses["cuda"].status == "skipped" and "no NVIDIA GPU" in statuses["cuda"].reason
+    assert statuses["cpu"].status == "ok"
+    assert not summary.any_failed
+
+
+def test_an_existing_run_is_not_overwritten(small_matrix_file, small_artifact, tmp_path):
+    path = small_matrix_file()
+    _run(path, small_artifact, tmp_path)
+    with pytest.raises(Exception, match="already exists.*--resume"):
+        _run(path, small_artifact, tmp_path)
+
+
+def test_ctrl_c_then_resume_keeps_finished_cells(small_matrix_file, small_artifact, tmp_path):
+    """Interrupt a real `python -m runner run` while a cell hangs, then resume it."""
+    path = small_matrix_file(frameworks=("onnxruntime", "openvino"), timeout=300)
+    results = tmp_path / "results"
+    cmd = [
+        sys.executable,
+        "-m",
+        "runner",
+        "run",
+        "--matrix",
+        str(path),
+        "--executor",
+        "local",
+        "--no-export",
+        "--artifacts",
+        str(small_artifact.path.parent),
+        "--results",
+        str(results),
+        "--run-id",
+        "int",
+    ]
+    # openvino's cell hangs: the first cell (onnxruntime) finishes, then Ctrl-C.
+    env = {**os.environ, "DEPLOYBENCH_FAULT": "hang:openvino"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = results / "int" / "logs" / "mobilenet_v3_small-openvino-cpu-fp32-b1.log"
+    deadline = time.monotonic() + 120
+    while not log.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    manifest = json.loads((results / "int" / "manifest.json").read_text())
+    assert manifest["state"] == "interrupted"
+    first = results / "int" / "cells" / "mobilenet_v3_small-onnxruntime-cpu-fp32-b1.json"
+    before = first.read_text()
+    assert not (results / "int" / "cells" / "mobilenet_v3_small-openvino-cpu-fp32-b1.json").exists()
+
+    proc = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "kept from the earlier attempt" in proc.stderr
+    assert first.read_text() == before  # nothing already written was lost or rewritten
+    manifest = json.loads((results / "int" / "manifest.json").read_text())
+    assert manifest["state"] == "complete" and len(manifest["resumed_at"]) == 1
+    assert {c["status"] for c in manifest["cells"].values()} == {"ok"}

@@ -1,0 +1,93 @@
+"""Matrix files: built-in profiles, planning, exclusions, and every problem reported at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.errors import UsageError
+from runner.matrix import MatrixError, load_matrix, parse_matrix, profiles
+
+VALID = """
+name: t
+models: [resnet50, mobilenet_v3_small]
+frameworks: [torch, onnxruntime, openvino]
+devices: [cpu]
+batch_sizes: [1, 4]
+precisions: [fp32, bf16]
+threads: 2
+exclude:
+  - {framework: torch, precision: bf16}
+  - {framework: onnxruntime, precision: bf16}
+  - {model: resnet50, batch_size: 4}
+framework_options:
+  openvino: {hint: latency}
+"""
+
+
+def test_profiles_are_valid():
+    assert {"quick", "full", "gpu"} <= set(profiles())
+    for name in profiles():
+        assert load_matrix(name).cells
+
+
+def test_quick_profile_is_every_cpu_framework_on_two_models():
+    m = load_matrix("quick")
+    assert {c.framework for c in m.cells} == {"torch", "onnxruntime", "openvino", "tvm"}
+    assert m.models == ["resnet50", "mobilenet_v3_large"]
+    assert {c.threads for c in m.cells} == {m.threads}
+
+
+def test_planning_applies_exclusions_and_options():
+    m = parse_matrix(VALID)
+    # 2 models x 3 frameworks x 2 batches x 2 precisions = 24; minus torch/ort bf16 (2 x 2 x 2 x
+    # 2 = 8) = 16; minus resnet50 at batch 4 among those (3 frameworks' fp32 + openvino bf16 = 4)
+    assert len(m.cells) == 12
+    assert all(c.threads == 2 for c in m.cells)
+    ov = [c for c in m.cells if c.framework == "openvino"]
+    assert all(c.option("hint") == "latency" for c in ov)
+    assert not any(c.precision == "bf16" and c.framework != "openvino" for c in m.cells)
+    assert len({c.id for c in m.cells}) == len(m.cells)
+
+
+def test_every_problem_is_reported_at_once_with_its_location():
+    text = """name: bad
+models: [resnet5, resnet50]
+frameworks: [torch, onnxruntim]
+devices: [cpu, tpu]
+batch_sizes: [0, 1]
+precison: [fp32]
+timing: {iters: 0, warmpu: 1}
+exclude:
+  - {framwork: tvm}
+threads: many
+"""
+    with pytest.raises(MatrixError) as info:
+        parse_matrix(text, "bad.yaml")
+    problems = "\n".join(info.value.problems)
+    expected = [
+        "models[0] (line 2): unknown model 'resnet5'",
+        "frameworks[1] (line 3): unknown framework 'onnxruntim'; valid: ",
+        "devices[1] (line 4): unknown device 'tpu'; valid: cpu, cuda",
+        "batch_sizes[0] (line 5): batch size must be a positive integer",
+        "precison (line 6): unknown key; did you mean 'precisions'?",
+        "precisions: missing",
+        "timing.warmpu (line 7): unknown key; valid: warmup_iters, warmup_seconds",
+        "timing (line 7): invalid timing bounds: min_iters must be at least 1",
+        "exclude[0].framwork (line 9): unknown key; did you mean 'framework'?",
+        "threads (line 10): must be a positive integer or 'auto'",
+    ]
+    for line in expected:
+        assert line in problems
+    assert len(info.value.problems) == len(expected)
+    assert str(info.value).startswith("invalid matrix bad.yaml:")
+
+
+def test_matrix_errors_are_usage_errors():
+    with pytest.raises(UsageError):
+        parse_matrix("[1, 2]")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        parse_matrix("models: [resnet50")
+    with pytest.raises(UsageError, match="every cell is excluded"):
+        parse_matrix(VALID.replace("exclude:", "exclude:\n  - {device: cpu}"))
+    with pytest.raises(UsageError, match="built-in profiles: full, gpu, quick"):
+        load_matrix("fastest")
