@@ -5,8 +5,8 @@ runner's tests set it on purpose. Unset, it does nothing."""
 
 from __future__ import annotations
 
+import ctypes
 import os
-import signal
 import time
 
 from bench.errors import UsageError
@@ -21,7 +21,9 @@ def inject_from_env(framework: str) -> None:
     if fault not in FAULTS:
         raise UsageError(f"DEPLOYBENCH_FAULT={fault!r}; valid: {', '.join(FAULTS)}")
     if fault == "crash":
-        os.kill(os.getpid(), signal.SIGSEGV)  # what a native crash in a framework looks like
+        # A real invalid memory access, as in a framework's native code: the kernel delivers
+        # this SIGSEGV even to PID 1 of a container, which ignores a SIGSEGV sent by kill().
+        ctypes.string_at(0)
     elif fault == "hang":
         while True:
             time.sleep(3600)

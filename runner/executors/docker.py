@@ -107,6 +107,7 @@ class DockerExecutor(Executor):
                 image,
                 command,
                 detach=True,
+                init=True,  # tini as PID 1: signals forwarded, children reaped
                 network_disabled=True,
                 volumes=volumes,
                 labels=labels,

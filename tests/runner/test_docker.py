@@ -1,0 +1,144 @@
+"""The Docker executor against the real engine: images built here, cells in fresh containers.
+
+Needs a reachable Docker engine; CI starts one (.ci/run) and sets DEPLOYBENCH_REQUIRE_DOCKER=1
+so that a missing engine fails instead of skipping. The base image comes from
+DEPLOYBENCH_BASE_IMAGE, else the offline base if present (`make base-offline`), else
+python:3.11-slim-bookworm.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+from helpers import assert_valid_result_file
+
+from bench.errors import UsageError
+from runner.images import DEFAULT_BASE, IMAGES, OFFLINE_BASE, BuildSettings, ensure_images
+from runner.matrix import load_matrix
+from runner.orchestrate import MatrixRun, RunOptions
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def docker_executor():
+    from runner.executors.docker import DockerExecutor
+
+    try:
+        probe = DockerExecutor()
+    except UsageError as exc:
+        if os.environ.get("DEPLOYBENCH_REQUIRE_DOCKER") == "1":
+            raise
+        pytest.skip(str(exc))
+    base = os.environ.get("DEPLOYBENCH_BASE_IMAGE")
+    if not base:
+        names = {t for image in probe.client.images.list() for t in image.tags}
+        base = OFFLINE_BASE if OFFLINE_BASE in names else DEFAULT_BASE
+    executor = DockerExecutor(settings=BuildSettings(base_image=base))
+    ensure_images(
+        executor.client, [IMAGES.get("ort-cpu"), IMAGES.get("ov-cpu")], executor.settings, log=print
+    )
+    return executor
+
+
+def _run(executor, matrix_path, small_artifact, tmp_path, cell_env=None):
+    opts = RunOptions(
+        run_id="d",
+        results_root=tmp_path / "results",
+        artifacts_dir=small_artifact.path.parent,
+        export=False,
+        cell_env=cell_env or {},
+    )
+    return MatrixRun(load_matrix(str(matrix_path)), executor, executor, opts, log=print).run()
+
+
+def _labelled_containers(executor, run_id="d"):
+    return executor.client.containers.list(
+        all=True, filters={"label": f"ai.deploybench.run={run_id}"}
+    )
+
+
+def test_cells_run_in_their_own_images(
+    docker_executor, small_matrix_file, small_artifact, tmp_path
+):
+    path = small_matrix_file(frameworks=("onnxruntime", "openvino"))
+    summary = _run(docker_executor, path, small_artifact, tmp_path)
+    assert [r.status for r in summary.results] == ["ok", "ok"]
+    for result in summary.results:
+        assert result.parity_passed
+        image = {"onnxruntime": "ort-cpu", "openvino": "ov-cpu"}[result.cell["framework"]]
+        container = result.environment["container"]
+        assert container["in_container"] is True
+        assert container["image"] == f"deploybench/{image}:latest"
+        assert container["image_digest"] == docker_executor.client.images.get(container["image"]).id
+        # the other framework is not even installed in this image
+        assert result.runtime["threads"] == 1
+    cells = summary.run_dir / "cells"
+    for file in cells.glob("*.json"):
+        assert_valid_result_file(file)
+        assert file.stat().st_uid == os.getuid()
+    assert not _labelled_containers(docker_executor), "every cell container is removed"
+
+
+def test_crash_hang_and_oom_in_containers_are_isolated(
+    docker_executor, small_matrix_file, small_artifact, tmp_path
+):
+    path = small_matrix_file(frameworks=("onnxruntime", "openvino"), memory="768m", timeout=20)
+    text = path.read_text().replace("batch_sizes: [1]", "batch_sizes: [1, 2, 3]")
+    path.write_text(text)
+    faults = {1: "crash", 2: "hang", 3: "oom"}
+    env = {
+        f"mobilenet_v3_small-onnxruntime-cpu-fp32-b{b}": {"DEPLOYBENCH_FAULT": f}
+        for b, f in faults.items()
+    }
+    summary = _run(docker_executor, path, small_artifact, tmp_path, cell_env=env)
+    by_id = {f"{r.cell['framework']}-b{r.cell['batch_size']}": r for r in summary.results}
+    assert "SIGSEGV" in by_id["onnxruntime-b1"].reason
+    assert "timed out after 20 s" in by_id["onnxruntime-b2"].reason
+    assert "ran out of memory (limit 768m)" in by_id["onnxruntime-b3"].reason
+    for b in faults:
+        failed = by_id[f"onnxruntime-b{b}"]
+        assert failed.status == "failed"
+        assert failed.environment["container"]["image"] == "deploybench/ort-cpu:latest"
+    assert all(by_id[f"openvino-b{b}"].status == "ok" for b in faults)
+    for file in (summary.run_dir / "cells").glob("*.json"):
+        assert_valid_result_file(file)
+    assert not _labelled_containers(docker_executor)
+
+
+def test_gpu_cells_without_nvidia_runtime_are_skipped(
+    docker_executor, small_matrix_file, small_artifact, tmp_path
+):
+    if not docker_executor.gpu_reason:
+        pytest.skip("this engine has the NVIDIA runtime")
+    summary = _run(docker_executor, small_matrix_file(devices=("cuda",)), small_artifact, tmp_path)
+    (result,) = summary.results
+    assert result.status == "skipped" and "nvidia-container-toolkit" in result.reason
+    assert_valid_result_file(
+        summary.run_dir / "cells" / f"{result.cell['model']}-onnxruntime-cuda-fp32-b1.json"
+    )
+
+
+def test_images_are_up_to_date_and_labelled(docker_executor):
+    image = docker_executor.client.images.get("deploybench/ort-cpu:latest")
+    labels = image.labels
+    assert "onnxruntime==1.31.1" in labels["ai.deploybench.frameworks"]
+    assert labels["org.opencontainers.image.source"]
+    assert image.attrs["Config"]["User"] == "bench"
+    # torch is not in the ONNX Runtime image
+    out = docker_executor.client.containers.run(
+        "deploybench/ort-cpu:latest", ["info", "--json"], remove=True, network_disabled=True
+    )
+    assert b'"torch": {\n      "module": "torch",\n      "importable": false' in out
+
+
+def test_compose_file_is_valid_for_docker_compose_v1(tmp_path):
+    proc = subprocess.run(
+        ["docker-compose", "-f", "compose.yaml", "config", "--services"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert {"export", "torch-cpu", "ort-cpu", "ov-cpu", "tvm-cpu"} <= set(proc.stdout.split())
