@@ -128,10 +128,21 @@ def context_hash(spec: ImageSpec, settings: BuildSettings) -> str:
     return digest.hexdigest()
 
 
-def _prefetch(
-    spec: ImageSpec, settings: BuildSettings, wheels: Path, log: Callable[[str], None]
-) -> None:
-    """Let the host's pip (its indexes, wheelhouse, proxy) download the image's wheels."""
+def wheel_cache_dir(spec: ImageSpec, settings: BuildSettings) -> Path:
+    """Where the host keeps an image's prefetched wheels, keyed by what decides them."""
+    root = Path(os.environ.get("DEPLOYBENCH_CACHE", Path.home() / ".cache" / "deploybench"))
+    key = hashlib.sha256(
+        (spec.dir / "requirements.txt").read_bytes() + str(settings.torch_index_url).encode()
+    ).hexdigest()[:16]
+    return root / "wheels" / f"{spec.name}-{key}"
+
+
+def _prefetch(spec: ImageSpec, settings: BuildSettings, log: Callable[[str], None]) -> Path | None:
+    """Let the host's pip (its indexes, wheelhouse, proxy) download the image's wheels, once."""
+    cache = wheel_cache_dir(spec, settings)
+    if (cache / ".complete").is_file():
+        return cache
+    cache.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable,
         "-m",
@@ -139,17 +150,27 @@ def _prefetch(
         "download",
         "--quiet",
         "-d",
-        str(wheels),
+        str(cache),
         "-r",
         str(spec.dir / "requirements.txt"),
     ]
     if settings.torch_index_url:
         cmd += ["--extra-index-url", settings.torch_index_url]
-    log(f"{spec.name}: prefetching wheels with the host's pip")
+    log(f"{spec.name}: prefetching wheels with the host's pip into {cache}")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:  # not fatal: the build then installs from the index itself
         detail = proc.stderr.strip()[-300:]
         log(f"{spec.name}: prefetch incomplete, the build uses the index: {detail}")
+        return cache
+    (cache / ".complete").touch()
+    return cache
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)  # same filesystem: no copy of gigabytes of wheels
+    except OSError:
+        shutil.copy(source, target)
 
 
 def assemble_context(
@@ -160,8 +181,9 @@ def assemble_context(
     cert = Path(settings.pip_cert) if settings.pip_cert else None
     (dest / "ca.pem").write_bytes(cert.read_bytes() if cert and cert.is_file() else b"")
     (dest / "wheels").mkdir()
-    if settings.prefetch_wheels:
-        _prefetch(spec, settings, dest / "wheels", log)
+    wheels = _prefetch(spec, settings, log) if settings.prefetch_wheels else None
+    for wheel in wheels.glob("*.whl") if wheels else []:
+        _link_or_copy(wheel, dest / "wheels" / wheel.name)
     src = dest / "src"
     for path in [*_source_files(), REPO / "README.md"]:
         target = src / path.relative_to(REPO)

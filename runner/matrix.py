@@ -217,6 +217,16 @@ def _check_settings(doc: dict, check: _Checker) -> tuple[TimingConfig | None, di
     return timing, {k: v for k, v in export_doc.items() if k in EXPORT_KEYS}, threads
 
 
+def option_variants(options: dict[str, Any]) -> list[tuple[tuple[str, str], ...]]:
+    """A list value is a variant axis: {trials: [0, 64], hint: latency} gives two cells."""
+    keys = sorted(options)
+    choices = [v if isinstance(v, list) else [v] for v in (options[k] for k in keys)]
+    return [
+        tuple((k, str(v)) for k, v in zip(keys, combo, strict=True))
+        for combo in itertools.product(*choices)
+    ]
+
+
 def _excluded(values: dict[str, Any], rules: list[dict]) -> bool:
     return any(all(values.get(k) == v for k, v in rule.items()) for rule in rules)
 
@@ -244,10 +254,8 @@ def parse_matrix(text: str, source: str = "<matrix>") -> Matrix:
         values = dict(zip(AXES.values(), combo, strict=True))
         if _excluded(values, rules):
             continue
-        fw_options = tuple(
-            (str(k), str(v)) for k, v in options.get(values["framework"], {}).items()
-        )
-        cells.append(Cell(threads=threads, options=fw_options, **values))
+        for variant in option_variants(options.get(values["framework"], {})):
+            cells.append(Cell(threads=threads, options=variant, **values))
     if not cells:
         raise MatrixError(source, ["exclude: every cell is excluded; nothing to run"])
     return Matrix(

@@ -9,13 +9,14 @@ python:3.11-slim-bookworm.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 
 import pytest
 from helpers import assert_valid_result_file
 
 from bench.errors import UsageError
-from runner.images import DEFAULT_BASE, IMAGES, OFFLINE_BASE, BuildSettings, ensure_images
+from runner.images import DEFAULT_BASE, IMAGES, OFFLINE_BASE, REPO, BuildSettings, ensure_images
 from runner.matrix import load_matrix
 from runner.orchestrate import MatrixRun, RunOptions
 
@@ -142,3 +143,39 @@ def test_compose_file_is_valid_for_docker_compose_v1(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert {"export", "torch-cpu", "ort-cpu", "ov-cpu", "tvm-cpu"} <= set(proc.stdout.split())
+
+
+def test_docker_compose_v1_runs_the_openvino_cells_of_the_default_matrix(
+    docker_executor, artifacts_dir, tmp_path
+):
+    """`docker-compose run ov-cpu` with the quick matrix's artifacts already exported."""
+    from bench.export import export
+
+    quick = load_matrix("quick")
+    for model in quick.models:
+        export(quick.export_spec(model), artifacts_dir)
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(REPO / "compose.yaml", project / "compose.yaml")
+    (project / "artifacts").symlink_to(artifacts_dir)
+    env = {**os.environ, "DEPLOYBENCH_UID": str(os.getuid()), "DEPLOYBENCH_GID": str(os.getgid())}
+    proc = subprocess.run(
+        ["docker-compose", "run", "--rm", "--no-deps", "ov-cpu"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = (project / "results").iterdir()
+    assert run_dir.name.startswith("quick-openvino-")
+    results = sorted((run_dir / "cells").glob("*.json"))
+    assert [r.name for r in results] == [
+        "mobilenet_v3_large-openvino-cpu-fp32-b1.json",
+        "resnet50-openvino-cpu-fp32-b1.json",
+    ]
+    for path in results:
+        doc = assert_valid_result_file(path)
+        assert doc["status"] == "ok" and doc["parity"]["verdict"] == "pass"
+    assert "openvino" in proc.stdout  # the comparison table

@@ -49,6 +49,16 @@ def test_planning_applies_exclusions_and_options():
     assert len({c.id for c in m.cells}) == len(m.cells)
 
 
+def test_list_valued_options_are_variants():
+    m = parse_matrix(
+        VALID.replace("openvino: {hint: latency}", "openvino: {hint: [latency, throughput]}")
+    )
+    ov = [c for c in m.cells if c.framework == "openvino"]
+    assert sorted({c.option("hint") for c in ov}) == ["latency", "throughput"]
+    assert len(m.cells) == 12 + len(ov) // 2
+    assert len({c.id for c in m.cells}) == len(m.cells)
+
+
 def test_every_problem_is_reported_at_once_with_its_location():
     text = """name: bad
 models: [resnet5, resnet50]
