@@ -16,7 +16,7 @@ TORCH_INDEX_URL ?= $(shell curl -fsI --max-time 5 https://download.pytorch.org/w
 BUILD_ARGS = --base-image "$(BASE_IMAGE)" --torch-index-url "$(TORCH_INDEX_URL)"
 
 .PHONY: install bench-cpu bench-gpu bench-local images images-cpu images-gpu base base-offline \
-        doctor test lint format clean
+        doctor report test lint format clean
 
 install: $(VENV)/.installed
 
@@ -58,6 +58,10 @@ bench-gpu: base
 # The same matrix without Docker, in this virtual environment.
 bench-local: install
 	$(PYTHON) -m runner run --matrix $(MATRIX) --executor local $(RUN_ARGS)
+
+# The report of the latest run (or RUN=results/<run-id>; several: RUN="a b").
+report: install
+	$(PYTHON) -m runner report $(RUN)
 
 test: install
 	$(PYTHON) -m pytest

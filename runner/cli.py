@@ -4,6 +4,8 @@
     python -m runner plan [--matrix quick]                            validate it, list its cells
     python -m runner images [--cpu|--gpu|NAME ...]                    build the framework images
     python -m runner export [--matrix quick]                          export its models' artifacts
+    python -m runner report [RUN ...]                                 report.md/.html, plots, csv
+    python -m runner compare RUN_A RUN_B [--threshold 0.05]           regressions between runs
     python -m runner clean                                            remove orphan containers
 
 Exit codes: 0 every cell ran (ok, unsupported or skipped); 1 some cell failed; 2 bad input
@@ -96,6 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_build_args(images)
     export = sub.add_parser("export", help="export the artifacts of a matrix's models, here")
     _add_matrix_args(export)
+    report = sub.add_parser("report", help="report.md, report.html, plots/, results.csv")
+    report.add_argument(
+        "runs",
+        nargs="*",
+        type=Path,
+        help="run folders (default: the latest under results/); several are merged",
+    )
+    report.add_argument("--out", type=Path, help="where to write (default: the first run folder)")
+    compare = sub.add_parser("compare", help="compare two runs cell by cell")
+    compare.add_argument("run_a", type=Path)
+    compare.add_argument("run_b", type=Path)
+    compare.add_argument(
+        "--threshold",
+        type=float,
+        default=0.05,
+        help="a slowdown beyond this fraction is a regression (default 0.05)",
+    )
     sub.add_parser("clean", help="remove containers left behind by interrupted runs")
     sub.add_parser("doctor", help="check the Docker engine, NVIDIA runtime and base images")
     return parser
@@ -124,7 +143,7 @@ def _settings(args: argparse.Namespace) -> object:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from runner.orchestrate import MatrixRun, RunOptions
-    from runner.summary import table
+    from runner.report.tables import terminal
 
     matrix = _matrix(args)
     if args.resume and not args.run_id:
@@ -166,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"--executor {args.executor} --run-id {run_id} --resume"
         )
         return 130
-    print(table(summary.results))
+    print(terminal(summary.results))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
     log(f"\n{counts}; {summary.parity_failures} parity failures; results in {summary.run_dir}")
     return 1 if summary.any_failed else 0
@@ -233,6 +252,55 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from runner.report.runs import latest_run, load_run
+    from runner.report.write import write_report
+
+    paths = args.runs or [latest_run()]
+    runs = [load_run(p) for p in paths]
+    written = write_report(runs, args.out or paths[0])
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from runner.report.compare import compare_runs, environment_differences
+    from runner.report.runs import load_run
+
+    a, b = load_run(args.run_a), load_run(args.run_b)
+    changes = compare_runs(a, b, args.threshold)
+    rows = [
+        (
+            c.key,
+            "-" if c.ratio is None else f"{c.ratio:.3f}",
+            "-" if c.low is None else f"[{c.low:.3f}, {c.high:.3f}]",
+            c.verdict,
+            "REGRESSION" if c.regression else "",
+            c.parity_change or "",
+        )
+        for c in changes
+    ]
+    print(f"B = {b.run_id} against A = {a.run_id} (ratio of medians B/A, bootstrap 95% CI)")
+    print(
+        tabulate(
+            rows,
+            ("cell", "B/A", "95% CI", "verdict", "", "parity"),
+            tablefmt="simple",
+            disable_numparse=True,
+        )
+    )
+    differences = environment_differences(a, b)
+    if differences:
+        print("\nthe environments differ, so part of any change is the host's:")
+        print("\n".join(f"  {d}" for d in differences))
+    regressions = sum(c.regression for c in changes)
+    log(f"\n{regressions} regressions beyond {args.threshold:.0%}")
+    return 1 if regressions else 0
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     from runner.executors.docker import DockerExecutor
 
@@ -248,6 +316,8 @@ COMMANDS = {
     "export": cmd_export,
     "clean": cmd_clean,
     "doctor": cmd_doctor,
+    "report": cmd_report,
+    "compare": cmd_compare,
 }
 
 

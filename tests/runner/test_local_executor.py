@@ -15,7 +15,7 @@ from helpers import assert_valid_result_file
 from runner.executors import create_executor
 from runner.matrix import load_matrix
 from runner.orchestrate import MatrixRun, RunOptions
-from runner.summary import table
+from runner.report.tables import terminal
 
 
 def _run(matrix_path, small_artifact, tmp_path, run_id="r", cell_env=None, resume=False):
@@ -58,8 +58,8 @@ def test_a_failing_cell_is_recorded_and_the_matrix_goes_on(
     manifest = json.loads((summary.run_dir / "manifest.json").read_text())
     assert manifest["state"] == "complete"
     assert manifest["cells"][bad]["status"] == "failed"
-    assert "FAILED" not in table(summary.results)  # the table shows statuses, not shouting
-    assert reason[:20] in table(summary.results)
+    assert "FAILED" not in terminal(summary.results)  # the table shows statuses, not shouting
+    assert reason[:20] in terminal(summary.results)
 
 
 def test_gpu_cells_are_skipped_without_a_gpu(small_matrix_file, small_artifact, tmp_path):

@@ -1,0 +1,171 @@
+"""The report's plots (matplotlib, headless), each saved as PNG and SVG.
+
+- latency: median latency per framework, one panel per device and model, with the 95% CI of
+  the median as error bars;
+- speedup: median speed-up over PyTorch eager fp32 of the same model, device and batch;
+- distribution: every measured latency of every cell (box plot: the spread, not just the median);
+- throughput: samples/s against batch size, when the matrix has several batch sizes;
+- parity: worst relative L2 error per framework and model (log scale heat map).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display on servers and in containers
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from bench.result import CellResult
+from runner.report.tables import groups, label, speedup
+
+
+def _panels(n: int, width: float = 5.0, height: float = 3.6) -> tuple[plt.Figure, list[plt.Axes]]:
+    cols = min(n, 2)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _cell_name(r: CellResult) -> str:
+    c = r.cell
+    return f"{label(c)}\n{c['precision']} b{c['batch_size']}"
+
+
+def _save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
+    fig.tight_layout()
+    paths = [out / f"{name}.png", out / f"{name}.svg"]
+    for path in paths:
+        fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def latency(results: list[CellResult], out: Path) -> list[Path]:
+    grouped = [(k, [r for r in g if r.status == "ok"]) for k, g in groups(results).items()]
+    grouped = [(k, g) for k, g in grouped if g]
+    fig, axes = _panels(len(grouped))
+    for ax, ((device, model), group) in zip(axes, grouped, strict=True):
+        med = [r.timing["stats"]["median_ms"] for r in group]
+        low = [m - r.timing["stats"]["median_ci95_low_ms"] for m, r in zip(med, group, strict=True)]
+        high = [
+            r.timing["stats"]["median_ci95_high_ms"] - m for m, r in zip(med, group, strict=True)
+        ]
+        x = np.arange(len(group))
+        ax.bar(x, med, yerr=[low, high], capsize=4, color="#4c72b0")
+        ax.set_xticks(x, [_cell_name(r) for r in group], fontsize=7)
+        ax.set_ylabel("median latency, ms (95% CI)")
+        ax.set_title(f"{model} on {device}")
+    return _save(fig, out, "latency")
+
+
+def speedups(results: list[CellResult], out: Path) -> list[Path]:
+    grouped = []
+    for key, group in groups(results).items():
+        pairs = [(r, speedup(r, results)) for r in group if r.status == "ok"]
+        pairs = [(r, s) for r, s in pairs if s is not None]
+        if pairs:
+            grouped.append((key, pairs))
+    if not grouped:
+        return []
+    fig, axes = _panels(len(grouped))
+    for ax, ((device, model), pairs) in zip(axes, grouped, strict=True):
+        x = np.arange(len(pairs))
+        values = [s for _, s in pairs]
+        ax.bar(x, values, color=["#55a868" if s >= 1 else "#c44e52" for s in values])
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_xticks(x, [_cell_name(r) for r, _ in pairs], fontsize=7)
+        ax.set_ylabel("speed-up over PyTorch eager fp32")
+        ax.set_title(f"{model} on {device}")
+    return _save(fig, out, "speedup")
+
+
+def distribution(results: list[CellResult], out: Path) -> list[Path]:
+    grouped = [(k, [r for r in g if r.status == "ok"]) for k, g in groups(results).items()]
+    grouped = [(k, g) for k, g in grouped if g]
+    fig, axes = _panels(len(grouped))
+    for ax, ((device, model), group) in zip(axes, grouped, strict=True):
+        ax.boxplot(
+            [r.timing["samples_ms"] for r in group],
+            whis=(1, 99),
+            showfliers=True,
+            flierprops={"markersize": 2},
+        )
+        ax.set_xticks(range(1, len(group) + 1), [_cell_name(r) for r in group], fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel("latency per iteration, ms (whiskers p1-p99)")
+        ax.set_title(f"{model} on {device}")
+    return _save(fig, out, "distribution")
+
+
+def throughput(results: list[CellResult], out: Path) -> list[Path]:
+    ok = [r for r in results if r.status == "ok"]
+    if len({r.cell["batch_size"] for r in ok}) < 2:
+        return []
+    models = sorted({(r.cell["device"], r.cell["model"]) for r in ok})
+    fig, axes = _panels(len(models))
+    for ax, (device, model) in zip(axes, models, strict=True):
+        lines: dict[str, list[tuple[int, float]]] = {}
+        for r in ok:
+            if (r.cell["device"], r.cell["model"]) == (device, model):
+                key = f"{label(r.cell)} {r.cell['precision']}"
+                lines.setdefault(key, []).append((r.cell["batch_size"], r.timing["throughput_sps"]))
+        for key, points in sorted(lines.items()):
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=key)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("samples/s")
+        ax.set_title(f"{model} on {device}")
+        ax.legend(fontsize=7)
+    return _save(fig, out, "throughput")
+
+
+def parity(results: list[CellResult], out: Path) -> list[Path]:
+    ok = [r for r in results if r.status == "ok"]
+    if not ok:
+        return []
+    rows = sorted({f"{label(r.cell)} {r.cell['precision']}" for r in ok})
+    cols = sorted({f"{r.cell['model']} ({r.cell['device']})" for r in ok})
+    grid = np.full((len(rows), len(cols)), np.nan)
+    for r in ok:
+        i = rows.index(f"{label(r.cell)} {r.cell['precision']}")
+        j = cols.index(f"{r.cell['model']} ({r.cell['device']})")
+        value = max(r.parity["worst_rel_l2"], 1e-12)
+        grid[i, j] = value if np.isnan(grid[i, j]) else max(grid[i, j], value)
+    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(cols), 1.2 + 0.45 * len(rows)))
+    logs = np.log10(grid)
+    image = ax.imshow(logs, cmap="viridis", aspect="auto")
+    low, high = np.nanmin(logs), np.nanmax(logs)
+    ax.set_xticks(range(len(cols)), cols, fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            if not np.isnan(grid[i, j]):
+                # dark text on the bright end of viridis, light text elsewhere
+                bright = high > low and (logs[i, j] - low) / (high - low) > 0.6
+                color = "black" if bright else "white"
+                ax.text(
+                    j, i, f"{grid[i, j]:.1e}", ha="center", va="center", fontsize=7, color=color
+                )
+    fig.colorbar(image, ax=ax, label="log10 worst relative L2 error")
+    ax.set_title("parity against the PyTorch fp32 reference")
+    return _save(fig, out, "parity")
+
+
+PLOTS = (latency, speedups, distribution, throughput, parity)
+
+
+def all_plots(results: list[CellResult], out: Path) -> list[Path]:
+    """Every plot that the results can fill; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    if not any(r.status == "ok" for r in results):
+        return []
+    return [path for plot in PLOTS for path in plot(results, out)]

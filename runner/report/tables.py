@@ -1,0 +1,137 @@
+"""The tables of a report, as rows of strings; report.md, report.html, results.csv and the
+terminal summary at the end of a run all come from here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tabulate import tabulate
+
+from bench.result import CellResult
+
+MAIN_HEADERS = (
+    "framework",
+    "precision",
+    "batch",
+    "median ms [95% CI]",
+    "p90 ms",
+    "p99 ms",
+    "samples/s",
+    "vs torch",
+    "parity",
+    "worst rel L2",
+    "top-1",
+    "GFLOP/s",
+    "notes",
+)
+PROBLEM_HEADERS = ("model", "framework", "device", "precision", "batch", "status", "reason")
+
+
+def label(cell: dict) -> str:
+    """The framework with its options, e.g. tvm[trials=64]."""
+    opts = ",".join(f"{k}={v}" for k, v in sorted(cell.get("options", {}).items()))
+    return f"{cell['framework']}[{opts}]" if opts else cell["framework"]
+
+
+def notes(result: CellResult) -> str:
+    """What a reader must know to read the number: untuned, the precision that really ran."""
+    runtime = result.runtime or {}
+    out = []
+    if runtime.get("tuned") is False:
+        out.append("UNTUNED")
+    if runtime.get("precision_run") and runtime["precision_run"] != result.cell["precision"]:
+        out.append(f"ran {runtime['precision_run']}")
+    if runtime.get("performance_hint"):
+        out.append(f"hint {runtime['performance_hint']}")
+    return ", ".join(out)
+
+
+def reference_median(result: CellResult, results: Iterable[CellResult]) -> float | None:
+    """Median of PyTorch eager fp32 for the same model, device and batch (no options)."""
+    c = result.cell
+    for ref in results:
+        rc = ref.cell
+        if (
+            ref.status == "ok"
+            and rc["framework"] == "torch"
+            and rc["precision"] == "fp32"
+            and not rc["options"]
+            and (rc["model"], rc["device"], rc["batch_size"])
+            == (c["model"], c["device"], c["batch_size"])
+        ):
+            return ref.timing["stats"]["median_ms"]
+    return None
+
+
+def speedup(result: CellResult, results: list[CellResult]) -> float | None:
+    ref = reference_median(result, results)
+    return ref / result.timing["stats"]["median_ms"] if ref else None
+
+
+def groups(results: list[CellResult]) -> dict[tuple[str, str], list[CellResult]]:
+    """Results by (device, model), in matrix order."""
+    out: dict[tuple[str, str], list[CellResult]] = {}
+    for r in results:
+        out.setdefault((r.cell["device"], r.cell["model"]), []).append(r)
+    return out
+
+
+def main_row(r: CellResult, results: list[CellResult]) -> tuple[str, ...]:
+    s, p = r.timing["stats"], r.parity
+    up = speedup(r, results)
+    top1 = "-" if p["top1_agreement"] is None else f"{p['top1_agreement']:.3f}"
+    gflops = r.timing.get("achieved_gflops_per_s")
+    return (
+        label(r.cell),
+        r.cell["precision"],
+        str(r.cell["batch_size"]),
+        f"{s['median_ms']:.3f} [{s['median_ci95_low_ms']:.3f}, {s['median_ci95_high_ms']:.3f}]",
+        f"{s['p90_ms']:.3f}",
+        f"{s['p99_ms']:.3f}",
+        f"{r.timing['throughput_sps']:.1f}",
+        "-" if up is None else f"{up:.2f}x",
+        "pass" if p["verdict"] == "pass" else "FAIL",
+        f"{p['worst_rel_l2']:.1e}",
+        top1,
+        "-" if gflops is None else f"{gflops:.1f}",
+        notes(r),
+    )
+
+
+def main_rows(group: list[CellResult], results: list[CellResult]) -> list[tuple[str, ...]]:
+    return [main_row(r, results) for r in group if r.status == "ok"]
+
+
+def problem_rows(results: list[CellResult]) -> list[tuple[str, ...]]:
+    return [
+        (
+            r.cell["model"],
+            label(r.cell),
+            r.cell["device"],
+            r.cell["precision"],
+            str(r.cell["batch_size"]),
+            r.status,
+            (r.reason or "").splitlines()[0][:200],
+        )
+        for r in results
+        if r.status != "ok"
+    ]
+
+
+def terminal(results: list[CellResult]) -> str:
+    """The summary printed at the end of a run: one table per device and model."""
+    parts = []
+    for (device, model), group in groups(results).items():
+        rows = main_rows(group, results)
+        if rows:
+            parts.append(
+                f"{model} on {device}\n"
+                + tabulate(rows, MAIN_HEADERS, tablefmt="simple", disable_numparse=True)
+            )
+    problems = problem_rows(results)
+    if problems:
+        parts.append(
+            "not ok\n"
+            + tabulate(problems, PROBLEM_HEADERS, tablefmt="simple", disable_numparse=True)
+        )
+    return "\n\n".join(parts)

@@ -1,0 +1,277 @@
+"""Writing a report into a run folder: report.md, report.html, plots/, results.csv.
+
+Several runs (e.g. from several hosts) make one report: their results are tabled together
+and an extra table puts each host's median side by side.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from tabulate import tabulate
+
+from bench.backends.base import SCOPE_DESCRIPTIONS
+from bench.fsutil import atomic_write_text
+from bench.result import CellResult
+from runner.report import plots, tables
+from runner.report.runs import Run
+
+CSV_FIELDS = (
+    "run_id",
+    "host",
+    "model",
+    "framework",
+    "options",
+    "device",
+    "precision",
+    "batch_size",
+    "threads",
+    "status",
+    "reason",
+    "median_ms",
+    "ci95_low_ms",
+    "ci95_high_ms",
+    "mean_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "min_ms",
+    "max_ms",
+    "std_ms",
+    "iqr_ms",
+    "samples",
+    "throughput_sps",
+    "speedup_vs_torch",
+    "achieved_gflops_per_s",
+    "load_ms",
+    "cold_ms",
+    "precision_run",
+    "parity_verdict",
+    "worst_rel_l2",
+    "worst_max_abs_err",
+    "top1_agreement",
+    "top5_overlap",
+    "framework_version",
+    "image",
+    "image_digest",
+    "timing_scope",
+)
+
+
+@dataclass
+class Section:
+    """A device x model table."""
+
+    title: str
+    headers: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+
+
+def _all_results(runs: list[Run]) -> list[CellResult]:
+    return [r for run in runs for r in run.results]
+
+
+def sections(results: list[CellResult]) -> list[Section]:
+    out = []
+    for (device, model), group in tables.groups(results).items():
+        rows = tables.main_rows(group, results)
+        if rows:
+            out.append(Section(f"{model} on {device}", tables.MAIN_HEADERS, rows))
+    return out
+
+
+def hosts_section(runs: list[Run]) -> Section | None:
+    """Median latency per host, one column per run, for results merged from several hosts."""
+    if len(runs) < 2:
+        return None
+    keys: dict[tuple, dict[str, str]] = {}
+    for run in runs:
+        for r in run.results:
+            c = r.cell
+            key = (c["model"], c["device"], tables.label(c), c["precision"], str(c["batch_size"]))
+            value = f"{r.timing['stats']['median_ms']:.3f}" if r.status == "ok" else r.status
+            keys.setdefault(key, {})[run.run_id] = value
+    headers = (
+        "model",
+        "device",
+        "framework",
+        "precision",
+        "batch",
+        *(f"{run.host} ({run.run_id}) median ms" for run in runs),
+    )
+    rows = [(*key, *(values.get(run.run_id, "-") for run in runs)) for key, values in keys.items()]
+    return Section("Across hosts", headers, rows)
+
+
+def environment(runs: list[Run]) -> list[dict[str, str]]:
+    """One line per run: host, CPU, GPUs, images with their ids and framework versions."""
+    out = []
+    for run in runs:
+        host = run.manifest.get("host", {})
+        cpu = host.get("cpu", {})
+        images = ", ".join(
+            f"{name} {info.get('id') or ''}".strip()
+            for name, info in sorted(run.manifest.get("images", {}).items())
+        )
+        versions = sorted(
+            {
+                f"{r.cell['framework']} {r.runtime['framework_version']}"
+                for r in run.results
+                if r.runtime
+            }
+        )
+        gpus = (
+            ", ".join(
+                g.get("name", "?") + " (driver " + g.get("driver_version", "?") + ")"
+                for g in host.get("gpus", [])
+            )
+            or "none"
+        )
+        out.append(
+            {
+                "run": run.run_id,
+                "host": run.host,
+                "cpu": f"{cpu.get('model')} ({cpu.get('affinity_cores')} usable cores, "
+                f"flags {' '.join(cpu.get('flags', []))})",
+                "memory": f"{host.get('memory_total_gib')} GiB",
+                "os": str(host.get("os")),
+                "gpus": gpus,
+                "executor": str(run.manifest.get("executor")),
+                "images": images or "none (local executor)",
+                "frameworks": ", ".join(versions),
+                "started": str(run.manifest.get("started_at")),
+                "finished": str(run.manifest.get("finished_at")),
+                "state": str(run.manifest.get("state")),
+            }
+        )
+    return out
+
+
+def markdown(runs: list[Run]) -> str:
+    results = _all_results(runs)
+    lines = ["# deploybench report", ""]
+    for env in environment(runs):
+        lines += [
+            f"- run `{env['run']}` on {env['host']} ({env['state']}, {env['started']} to "
+            f"{env['finished']}, executor {env['executor']})",
+            f"  - CPU: {env['cpu']}; memory {env['memory']}; {env['os']}; GPUs: {env['gpus']}",
+            f"  - frameworks: {env['frameworks']}",
+            f"  - images: {env['images']}",
+        ]
+    scopes = sorted({r.timing["scope"] for r in results if r.timing})
+    lines += [
+        "",
+        "Timing scope: " + "; ".join(f"`{s}`: {SCOPE_DESCRIPTIONS[s]}" for s in scopes),
+        "Latency: median of every measured iteration with the distribution-free 95% "
+        "confidence interval of the median. `vs torch`: speed-up over PyTorch eager fp32 "
+        "of the same model, device and batch. Parity: against the PyTorch fp32 reference "
+        "on the same inputs, with the tolerance tier of the cell's precision.",
+        "",
+    ]
+    for section in [*sections(results), hosts_section(runs)]:
+        if section:
+            lines += [
+                f"## {section.title}",
+                "",
+                tabulate(section.rows, section.headers, tablefmt="github", disable_numparse=True),
+                "",
+            ]
+    problems = tables.problem_rows(results)
+    if problems:
+        lines += [
+            "## Cells that did not run to a result",
+            "",
+            tabulate(problems, tables.PROBLEM_HEADERS, tablefmt="github", disable_numparse=True),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def csv_text(runs: list[Run]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, CSV_FIELDS)
+    writer.writeheader()
+    all_results = _all_results(runs)
+    for run in runs:
+        for r in run.results:
+            c, s = r.cell, (r.timing or {}).get("stats", {})
+            p, rt, t = r.parity or {}, r.runtime or {}, r.timing or {}
+            up = tables.speedup(r, all_results) if r.status == "ok" else None
+            writer.writerow(
+                {
+                    "run_id": run.run_id,
+                    "host": run.host,
+                    "model": c["model"],
+                    "framework": c["framework"],
+                    "options": ";".join(f"{k}={v}" for k, v in sorted(c["options"].items())),
+                    "device": c["device"],
+                    "precision": c["precision"],
+                    "batch_size": c["batch_size"],
+                    "threads": c["threads"],
+                    "status": r.status,
+                    "reason": r.reason or "",
+                    "median_ms": s.get("median_ms"),
+                    "ci95_low_ms": s.get("median_ci95_low_ms"),
+                    "ci95_high_ms": s.get("median_ci95_high_ms"),
+                    "mean_ms": s.get("mean_ms"),
+                    "p90_ms": s.get("p90_ms"),
+                    "p95_ms": s.get("p95_ms"),
+                    "p99_ms": s.get("p99_ms"),
+                    "min_ms": s.get("min_ms"),
+                    "max_ms": s.get("max_ms"),
+                    "std_ms": s.get("std_ms"),
+                    "iqr_ms": s.get("iqr_ms"),
+                    "samples": s.get("count"),
+                    "throughput_sps": t.get("throughput_sps"),
+                    "speedup_vs_torch": up,
+                    "achieved_gflops_per_s": t.get("achieved_gflops_per_s"),
+                    "load_ms": t.get("load_ms"),
+                    "cold_ms": t.get("cold_ms"),
+                    "precision_run": rt.get("precision_run"),
+                    "parity_verdict": p.get("verdict"),
+                    "worst_rel_l2": p.get("worst_rel_l2"),
+                    "worst_max_abs_err": p.get("worst_max_abs_err"),
+                    "top1_agreement": p.get("top1_agreement"),
+                    "top5_overlap": p.get("top5_overlap"),
+                    "framework_version": rt.get("framework_version"),
+                    "image": r.environment.get("container", {}).get("image"),
+                    "image_digest": r.environment.get("container", {}).get("image_digest"),
+                    "timing_scope": t.get("scope"),
+                }
+            )
+    return buffer.getvalue()
+
+
+def html(runs: list[Run], plot_files: list[Path]) -> str:
+    results = _all_results(runs)
+    env = Environment(
+        loader=PackageLoader("runner.report", "templates"), autoescape=select_autoescape()
+    )
+    pngs = [p for p in plot_files if p.suffix == ".png"]
+    images = [{"name": p.stem, "data": base64.b64encode(p.read_bytes()).decode()} for p in pngs]
+    scopes = sorted({r.timing["scope"] for r in results if r.timing})
+    return env.get_template("report.html.j2").render(
+        environments=environment(runs),
+        scopes=[(s, SCOPE_DESCRIPTIONS[s]) for s in scopes],
+        sections=[s for s in [*sections(results), hosts_section(runs)] if s],
+        problems=tables.problem_rows(results),
+        problem_headers=tables.PROBLEM_HEADERS,
+        images=images,
+    )
+
+
+def write_report(runs: list[Run], out: Path) -> list[Path]:
+    """Write every part of the report into `out`; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    plot_files = plots.all_plots(_all_results(runs), out / "plots")
+    written = [
+        atomic_write_text(out / "report.md", markdown(runs)),
+        atomic_write_text(out / "results.csv", csv_text(runs)),
+        atomic_write_text(out / "report.html", html(runs, plot_files)),
+    ]
+    return written + plot_files

@@ -1,0 +1,165 @@
+"""Reports from results that real cells produced: Markdown, CSV, plots, HTML in Chromium,
+and run-to-run comparison against a run made slower on purpose (half the threads)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner.executors import create_executor
+from runner.matrix import load_matrix
+from runner.orchestrate import MatrixRun, RunOptions
+from runner.report.compare import bootstrap_ratio_ci, compare_runs
+from runner.report.runs import load_run
+from runner.report.write import write_report
+
+ARTIFACTS_OUT = Path(__file__).parents[2] / "test-artifacts"
+MATRIX = """
+name: report
+models: [mobilenet_v3_small]
+frameworks: [torch, onnxruntime, openvino]
+devices: [cpu]
+batch_sizes: [1, 2]
+precisions: [fp32, bf16]
+threads: {threads}
+exclude:
+  - {{framework: onnxruntime, precision: bf16}}
+  - {{framework: openvino, precision: bf16, batch_size: 2}}
+  - {{framework: torch, precision: bf16, batch_size: 2}}
+timing: {{warmup_iters: 3, warmup_seconds: 0.2, iters: 40, seconds: 1}}
+"""
+
+
+def _real_run(tmp: Path, artifact, threads: int, run_id: str, frameworks=None) -> Path:
+    path = tmp / f"{run_id}.yaml"
+    text = MATRIX.format(threads=threads)
+    if frameworks:
+        text = text.replace("[torch, onnxruntime, openvino]", frameworks)
+    path.write_text(text)
+    executor = create_executor("local")
+    opts = RunOptions(
+        run_id=run_id,
+        results_root=tmp / "results",
+        artifacts_dir=artifact.path.parent,
+        export=False,
+    )
+    return (
+        MatrixRun(load_matrix(str(path)), executor, executor, opts, log=lambda _: None)
+        .run()
+        .run_dir
+    )
+
+
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory, small_artifact):
+    tmp = tmp_path_factory.mktemp("report")
+    run_dir = _real_run(tmp, small_artifact, threads=2, run_id="a")
+    return run_dir, write_report([load_run(run_dir)], run_dir)
+
+
+def test_markdown_and_csv(report_run):
+    run_dir, _ = report_run
+    md = (run_dir / "report.md").read_text()
+    assert "## mobilenet_v3_small on cpu" in md
+    assert "| onnxruntime | fp32" in md and "1.00x" in md  # torch is the 1.00x reference
+    assert "## Cells that did not run to a result" in md
+    assert "torch on cpu supports precision fp32, not bf16" in md
+    assert "host_end_to_end" in md
+    with (run_dir / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8  # 12 combinations less 4 excluded
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == 7 and all(float(r["median_ms"]) > 0 for r in ok)
+    assert {r["parity_verdict"] for r in ok} == {"pass"}
+
+
+def test_plots_png_and_svg(report_run):
+    run_dir, written = report_run
+    for name in ("latency", "speedup", "distribution", "throughput", "parity"):
+        for suffix in (".png", ".svg"):
+            path = run_dir / "plots" / f"{name}{suffix}"
+            assert path in written and path.stat().st_size > 5000, path
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="apt-get install chromium")
+def test_html_renders_in_chromium_with_tables_and_images(report_run, tmp_path):
+    run_dir, _ = report_run
+    page = tmp_path / "page.html"
+    # Count, after load, the images the browser actually decoded and the tables it laid out.
+    probe = (
+        "<script>window.addEventListener('load', () => { document.body.dataset.images = "
+        "[...document.images].filter(i => i.naturalWidth > 0).length; "
+        "document.body.dataset.tables = document.querySelectorAll('table').length; });</script>"
+    )
+    page.write_text((run_dir / "report.html").read_text().replace("</body>", probe + "</body>"))
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        ["chromium", *flags, "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert 'data-images="5"' in dom
+    assert 'data-tables="3"' in dom  # environment, results, problems
+    ARTIFACTS_OUT.mkdir(exist_ok=True)
+    shot = ARTIFACTS_OUT / "report.png"
+    subprocess.run(
+        [
+            "chromium",
+            *flags,
+            f"--screenshot={shot}",
+            "--window-size=1400,2400",
+            (run_dir / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    assert shot.stat().st_size > 50_000
+
+
+def test_bootstrap_ratio_of_a_known_shift():
+    rng = __import__("numpy").random.default_rng(1)
+    a = rng.normal(10.0, 0.1, 400)
+    ratio, low, high = bootstrap_ratio_ci(a, a * 1.5)
+    assert ratio == pytest.approx(1.5)
+    assert 1.45 < low < 1.5 < high < 1.55
+    ratio, low, high = bootstrap_ratio_ci(a, a)
+    assert ratio == 1.0 and low <= 1.0 <= high
+
+
+def test_compare_flags_a_slower_run_and_not_the_same_run(report_run, small_artifact, tmp_path):
+    run_dir, _ = report_run
+    same = subprocess.run(
+        [sys.executable, "-m", "runner", "compare", str(run_dir), str(run_dir)],
+        capture_output=True,
+        text=True,
+    )
+    assert same.returncode == 0, same.stdout
+    assert "REGRESSION" not in same.stdout and "slower" not in same.stdout
+    # A real run made slower on purpose: the same cells with half the threads.
+    slow = _real_run(tmp_path, small_artifact, threads=1, run_id="slow", frameworks="[onnxruntime]")
+    changes = {c.key: c for c in compare_runs(load_run(run_dir), load_run(slow))}
+    change = changes["mobilenet_v3_small onnxruntime cpu fp32 b2"]
+    assert change.verdict == "slower" and change.regression, change
+    assert changes["mobilenet_v3_small torch cpu fp32 b1"].verdict == "only in A"
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "compare", str(run_dir), str(slow)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1 and "REGRESSION" in proc.stdout
