@@ -250,12 +250,17 @@ def cmd_info(args: argparse.Namespace) -> int:
 COMMANDS = {"export": cmd_export, "run": cmd_run, "info": cmd_info}
 
 
-def main(argv: list[str] | None = None) -> int:
+def dispatch(parser: argparse.ArgumentParser, commands: dict, argv: list[str] | None) -> int:
+    """Parse, run the chosen command; a usage error is one line on stderr and exit status 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("bench").setLevel(logging.INFO)
-    args = build_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return commands[args.command](args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_EXIT_CODE
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dispatch(build_parser(), COMMANDS, argv)

@@ -15,14 +15,14 @@ Exit codes: 0 every cell ran (ok, unsupported or skipped); 1 some cell failed; 2
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.errors import USAGE_EXIT_CODE, UsageError
+from bench.cli import dispatch
+from bench.errors import UsageError
 from runner.executors import EXECUTORS, create_executor
 from runner.matrix import Matrix, load_matrix, profiles
 
@@ -322,10 +322,4 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return USAGE_EXIT_CODE
+    return dispatch(build_parser(), COMMANDS, argv)
