@@ -43,7 +43,7 @@ def test_info_reports_importable_frameworks():
         (["--model", "resnet5O", "--framework", "torch"], "valid choices: efficientnet_b0"),
         (
             ["--model", SMALL_MODEL, "--framework", "tensorflow"],
-            "choose from 'onnxruntime', 'torch'",
+            "invalid choice: 'tensorflow' (choose from 'onnxruntime', ",
         ),
         (["--model", SMALL_MODEL, "--framework", "torch", "--device", "tpu"], "'cpu', 'cuda'"),
         (["--model", SMALL_MODEL, "--framework", "torch", "--precision", "fp8"], "'fp32', 'fp16'"),
