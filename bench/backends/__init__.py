@@ -41,3 +41,4 @@ BACKENDS.add(
     "onnxruntime",
     BackendEntry("onnxruntime", "bench.backends.onnxruntime", "OnnxRuntimeBackend", "onnxruntime"),
 )
+BACKENDS.add("tvm", BackendEntry("tvm", "bench.backends.tvm", "TvmBackend", "tvm"))
