@@ -64,12 +64,14 @@ def _labelled_containers(executor, run_id="d"):
 def test_cells_run_in_their_own_images(
     docker_executor, small_matrix_file, small_artifact, tmp_path
 ):
-    path = small_matrix_file(frameworks=("onnxruntime", "openvino"))
+    path = small_matrix_file(frameworks=("onnxruntime", "openvino", "tvm"))
     summary = _run(docker_executor, path, small_artifact, tmp_path)
-    assert [r.status for r in summary.results] == ["ok", "ok"]
+    assert [r.status for r in summary.results] == ["ok", "ok", "ok"], summary.results
     for result in summary.results:
         assert result.parity_passed
-        image = {"onnxruntime": "ort-cpu", "openvino": "ov-cpu"}[result.cell["framework"]]
+        image = {"onnxruntime": "ort-cpu", "openvino": "ov-cpu", "tvm": "tvm-cpu"}[
+            result.cell["framework"]
+        ]
         container = result.environment["container"]
         assert container["in_container"] is True
         assert container["image"] == f"deploybench/{image}:latest"
