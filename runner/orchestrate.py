@@ -222,6 +222,10 @@ class MatrixRun:
         summary = RunSummary(self.opts.run_dir, [])
         try:
             frameworks = {(c.framework, c.device) for c in self.matrix.cells}
+            if self.opts.export:  # the export stage runs where torch is
+                self.manifest.images.update(
+                    self.export_executor.prepare({("torch", "cpu")}, self.log)
+                )
             self.manifest.images.update(self.executor.prepare(frameworks, self.log))
             artifacts = {m: self._export(m) for m in self.matrix.models}
             self.manifest.artifacts = {

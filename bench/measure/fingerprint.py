@@ -173,6 +173,8 @@ def fingerprint() -> dict[str, object]:
         "python": platform.python_version(),
         "packages": package_versions(),
         "thread_env": {k: os.environ[k] for k in THREAD_ENV_VARS if k in os.environ},
+        # Other work on the host skews latencies: the load when the cell started says if it ran.
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "container": {
             "in_container": _in_container(),
             "image": os.environ.get("DEPLOYBENCH_IMAGE"),

@@ -137,7 +137,8 @@ class DockerExecutor(Executor):
 
     def export(self, job: ExportJob) -> int:
         spec = export_image()
-        self.prepare({("torch", "cpu")}, lambda _: None)
+        if spec.name not in self.images:  # normally built by prepare(), with progress shown
+            self.prepare({("torch", "cpu")}, print)
         job.artifacts_dir.mkdir(parents=True, exist_ok=True)
         s = job.spec
         command = [
