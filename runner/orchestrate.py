@@ -162,7 +162,7 @@ class MatrixRun:
             old = load_result(path)
         except ResultError:
             return None
-        image = self.executor_image_id(cell)
+        image = self.executor.image_id(cell)
         same = (
             old.cell == cell.to_dict()
             and old.status in KEPT_ON_RESUME
@@ -170,13 +170,6 @@ class MatrixRun:
             and old.environment.get("container", {}).get("image_digest") == image
         )
         return old if same else None
-
-    def executor_image_id(self, cell: Cell) -> str | None:
-        if self.executor.name != "docker":
-            return None
-        from runner.images import image_for
-
-        return self.manifest.images.get(image_for(cell.framework, cell.device).name, {}).get("id")
 
     def _run_cell(self, cell: Cell, artifact: Artifact | str) -> CellResult:
         path = self.cells_dir / f"{cell.id}.json"

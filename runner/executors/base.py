@@ -110,6 +110,10 @@ class Executor(ABC):
     def run(self, job: CellJob) -> Outcome:
         """Run one cell to its end, whatever that is."""
 
+    def image_id(self, cell: Cell) -> str | None:
+        """The id of the image that runs `cell` (None: no image, the current environment)."""
+        return None
+
     def cleanup(self, run_id: str | None = None) -> int:
         """Remove what a run left behind (containers of an interrupted run); returns how many."""
         return 0

@@ -20,6 +20,7 @@ import docker
 import docker.errors
 import requests
 
+from bench.cell import Cell
 from bench.errors import UsageError
 from runner.executors.base import CellJob, Executor, ExportJob, Outcome, cell_document
 from runner.images import (
@@ -220,6 +221,9 @@ class DockerExecutor(Executor):
             )
         finally:
             os.unlink(f.name)
+
+    def image_id(self, cell: Cell) -> str | None:
+        return self.images.get(image_for(cell.framework, cell.device).name, {}).get("id")
 
     def cleanup(self, run_id: str | None = None) -> int:
         """Remove containers left by a crashed runner (all runs, or one); returns how many."""
