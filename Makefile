@@ -24,7 +24,6 @@ install: $(VENV)/.installed
 # which run on CPU; PIP_FIND_LINKS / PIP_CERT from the environment are honoured.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --upgrade pip
 	$(VENV)/bin/pip install -e '.[torch,ort,ov,tvm,runner,dev]'
 	touch $@
 
