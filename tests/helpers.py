@@ -5,9 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.result import validate
+from bench.artifact import Artifact
+from bench.cell import Cell
+from bench.measure.timing import TimingConfig
+from bench.result import validate, write_result
+from bench.run import run_cell
 
 SMALL_MODEL = "mobilenet_v3_small"
+# Short warm-up and measurement: tests check what a cell records, not how fast it is.
+QUICK = TimingConfig(warmup_min_iters=2, warmup_min_s=0.0, min_iters=5, min_s=0.0)
 
 
 def assert_valid_result_file(path: Path) -> dict:
@@ -15,3 +21,11 @@ def assert_valid_result_file(path: Path) -> dict:
     doc = json.loads(Path(path).read_text())
     validate(doc)
     return doc
+
+
+def run_cell_to_file(artifact: Artifact, tmp_path: Path, framework: str, **cell: object) -> dict:
+    """Run one real cell with QUICK timing, write its result, validate it, return the document."""
+    result = run_cell(
+        Cell(model=artifact.model, framework=framework, threads=2, **cell), artifact, QUICK
+    )
+    return assert_valid_result_file(write_result(result, tmp_path / "r.json"))

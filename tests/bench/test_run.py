@@ -6,15 +6,12 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import assert_valid_result_file
+from helpers import QUICK, assert_valid_result_file
 
 from bench.artifact import Artifact
 from bench.cell import Cell
-from bench.measure.timing import TimingConfig
 from bench.result import write_result
 from bench.run import batch_indices, run_all_inputs, run_cell
-
-QUICK = TimingConfig(warmup_min_iters=2, warmup_min_s=0.0, min_iters=5, min_s=0.0)
 
 
 def _cell(artifact, framework, **kw):

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import openvino as ov
 import pytest
-from helpers import assert_valid_result_file
+from helpers import run_cell_to_file
 
-from bench.cell import Cell
-from bench.measure.timing import TimingConfig
-from bench.result import write_result
-from bench.run import run_cell
-
-QUICK = TimingConfig(warmup_min_iters=2, warmup_min_s=0.0, min_iters=5, min_s=0.0)
 CAPABILITIES = set(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
 def _run(artifact, tmp_path, **cell):
-    result = run_cell(
-        Cell(model=artifact.model, framework="openvino", threads=2, **cell), artifact, QUICK
-    )
-    return assert_valid_result_file(write_result(result, tmp_path / "r.json"))
+    return run_cell_to_file(artifact, tmp_path, "openvino", **cell)
 
 
 def test_fp32_runs_fp32_everywhere_with_latency_hint(small_artifact, tmp_path):

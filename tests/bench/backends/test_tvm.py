@@ -11,15 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_valid_result_file
+from helpers import run_cell_to_file
 
-from bench.cell import Cell
 from bench.export import ExportSpec, export
-from bench.measure.timing import TimingConfig
-from bench.result import write_result
-from bench.run import run_cell
 
-QUICK = TimingConfig(warmup_min_iters=2, warmup_min_s=0.0, min_iters=5, min_s=0.0)
 BUDGET = (("trials", "8"), ("trials_per_task", "2"))
 
 
@@ -52,10 +47,7 @@ def tiny_artifact(tmp_path_factory):
 
 
 def _run(artifact, tmp_path, **cell):
-    result = run_cell(
-        Cell(model=artifact.model, framework="tvm", threads=2, **cell), artifact, QUICK
-    )
-    return assert_valid_result_file(write_result(result, tmp_path / "r.json"))
+    return run_cell_to_file(artifact, tmp_path, "tvm", **cell)
 
 
 def test_untuned_cell_passes_parity_and_says_untuned(small_artifact, tmp_path):
