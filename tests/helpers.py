@@ -29,3 +29,22 @@ def run_cell_to_file(artifact: Artifact, tmp_path: Path, framework: str, **cell:
         Cell(model=artifact.model, framework=framework, threads=2, **cell), artifact, QUICK
     )
     return assert_valid_result_file(write_result(result, tmp_path / "r.json"))
+
+
+def run_locally(matrix_path: Path, artifact, results_root: Path, run_id: str = "r", **opts):
+    """Run a matrix file's cells with the local executor on an existing artifact."""
+    from runner.executors import create_executor
+    from runner.matrix import load_matrix
+    from runner.orchestrate import MatrixRun, RunOptions
+
+    executor = create_executor("local")
+    options = RunOptions(
+        run_id=run_id,
+        results_root=results_root,
+        artifacts_dir=artifact.path.parent,
+        export=False,
+        **opts,
+    )
+    return MatrixRun(
+        load_matrix(str(matrix_path)), executor, executor, options, log=lambda _: None
+    ).run()

@@ -10,26 +10,20 @@ import sys
 import time
 
 import pytest
-from helpers import assert_valid_result_file
+from helpers import assert_valid_result_file, run_locally
 
-from runner.executors import create_executor
-from runner.matrix import load_matrix
-from runner.orchestrate import MatrixRun, RunOptions
 from runner.report.tables import terminal
 
 
 def _run(matrix_path, small_artifact, tmp_path, run_id="r", cell_env=None, resume=False):
-    matrix = load_matrix(str(matrix_path))
-    executor = create_executor("local")
-    opts = RunOptions(
-        run_id=run_id,
-        results_root=tmp_path / "results",
-        artifacts_dir=small_artifact.path.parent,
+    return run_locally(
+        matrix_path,
+        small_artifact,
+        tmp_path / "results",
+        run_id,
         resume=resume,
-        export=False,
         cell_env=cell_env or {},
     )
-    return MatrixRun(matrix, executor, executor, opts, log=lambda _: None).run()
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_locally
 
-from runner.executors import create_executor
-from runner.matrix import load_matrix
-from runner.orchestrate import MatrixRun, RunOptions
 from runner.report.compare import bootstrap_ratio_ci, compare_runs
 from runner.report.runs import load_run
 from runner.report.write import write_report
@@ -41,18 +39,7 @@ def _real_run(tmp: Path, artifact, threads: int, run_id: str, frameworks=None) -
     if frameworks:
         text = text.replace("[torch, onnxruntime, openvino]", frameworks)
     path.write_text(text)
-    executor = create_executor("local")
-    opts = RunOptions(
-        run_id=run_id,
-        results_root=tmp / "results",
-        artifacts_dir=artifact.path.parent,
-        export=False,
-    )
-    return (
-        MatrixRun(load_matrix(str(path)), executor, executor, opts, log=lambda _: None)
-        .run()
-        .run_dir
-    )
+    return run_locally(path, artifact, tmp / "results", run_id).run_dir
 
 
 @pytest.fixture(scope="module")
