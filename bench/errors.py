@@ -4,6 +4,8 @@
   choices) and exits with status 2, writing nothing.
 - `Unsupported`: the framework cannot do what the cell asks (a precision, an operator). The cell
   ends with status ``unsupported`` and the framework's own message.
+- `DeviceUnavailable`: the cell's device is not on this host (no GPU, no driver). The cell ends
+  with status ``skipped`` and that reason: the matrix is fine, the host cannot run it.
 - Any other exception inside a cell is a failure: status ``failed`` with the log tail.
 """
 
@@ -22,3 +24,7 @@ class Unsupported(Exception):
 
 class ArtifactError(UsageError):
     """A missing or corrupt artifact: a usage error whose message says how to export it."""
+
+
+class DeviceUnavailable(Exception):
+    """The cell's device is absent from this host; the message says what is missing."""

@@ -38,3 +38,10 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def cache_dir(*parts: str) -> Path:
+    """Where compiled things (tuning databases, engines) are cached: `DEPLOYBENCH_CACHE`,
+    by default ~/.cache/deploybench; the Docker executor mounts one cache into every cell."""
+    base = Path(os.environ.get("DEPLOYBENCH_CACHE", Path.home() / ".cache" / "deploybench"))
+    return base.joinpath(*parts)

@@ -17,7 +17,7 @@ from bench.artifact import Artifact
 from bench.backends import BACKENDS
 from bench.backends.base import SCOPE_DESCRIPTIONS, Backend
 from bench.cell import Cell
-from bench.errors import Unsupported
+from bench.errors import DeviceUnavailable, Unsupported
 from bench.measure import parity as parity_mod
 from bench.measure.fingerprint import fingerprint
 from bench.measure.stats import achieved_gflops_per_s, summarize, throughput_sps
@@ -119,6 +119,8 @@ def run_cell(
             result.runtime, result.timing, result.parity = _measure(backend, artifact, cell, timing)
     except Unsupported as exc:
         result.status, result.reason = "unsupported", str(exc)
+    except DeviceUnavailable as exc:
+        result.status, result.reason = "skipped", str(exc)
     except Exception as exc:  # a failed cell must still produce a result with its reason
         result.status = "failed"
         result.reason = f"{type(exc).__name__}: {exc}"

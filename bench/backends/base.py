@@ -1,8 +1,15 @@
 """The backend interface: load an artifact, run it on arrays, say what actually ran, close.
 
 Template methods (the Polygraphy pattern): the public `load`/`infer` guard (supported device
-and precision? loaded? inputs valid?) and call the subclass's `_load`/`_infer`. The base class
+and precision? device present? loaded?) and call the subclass's `_load`/`_infer`. The base class
 stays framework-neutral.
+
+Two timing scopes. `infer` is always host arrays in, host arrays out (`host_end_to_end`), so
+every framework on every device is timed over the same work. A GPU backend also implements
+`_stage` (copy one batch to the device, untimed) and `_run_staged` (run on it, leave outputs on
+the device, and return only when the device has finished): the `device_compute_only` scope.
+Both return only after the device is done, so a host clock around them times the GPU's work,
+not an asynchronous launch.
 """
 
 from __future__ import annotations
@@ -14,13 +21,16 @@ import numpy as np
 
 from bench.artifact import Artifact
 from bench.cell import Cell
-from bench.errors import Unsupported
+from bench.errors import DeviceUnavailable, Unsupported
 
-# What is inside the timed region of a CPU backend's `infer`.
 HOST_END_TO_END = "host_end_to_end"
+DEVICE_COMPUTE_ONLY = "device_compute_only"
 SCOPE_DESCRIPTIONS = {
     HOST_END_TO_END: "one infer call: host numpy arrays in, host numpy arrays out, including the "
-    "framework's own input/output conversion; preprocessing is excluded",
+    "framework's own input/output conversion and any host/device copies; preprocessing is "
+    "excluded",
+    DEVICE_COMPUTE_ONLY: "inputs already on the device, outputs left there: one run of the model "
+    "followed by a synchronisation, so the time is the device's work; no host/device copies",
 }
 
 
@@ -28,8 +38,8 @@ class Backend(ABC):
     """One framework's way to run an artifact. Use as a context manager."""
 
     name: ClassVar[str]
-    devices: ClassVar[tuple[str, ...]] = ("cpu",)
-    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    # device -> the precisions this backend runs there; the keys are its devices.
+    precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32",)}
     option_names: ClassVar[tuple[str, ...]] = ()
     timing_scope: ClassVar[str] = HOST_END_TO_END
 
@@ -39,16 +49,25 @@ class Backend(ABC):
         self._loaded = False
 
     # -- public template methods -------------------------------------------------------------
+    @classmethod
+    def devices(cls) -> tuple[str, ...]:
+        return tuple(cls.precisions)
+
+    @property
+    def has_compute_scope(self) -> bool:
+        """Whether this backend can time its device's work alone (a GPU backend)."""
+        return type(self)._run_staged is not Backend._run_staged
+
     def load(self) -> None:
         """Check the cell is supported, then build the framework's session (timed as load)."""
-        if self.cell.device not in self.devices:
+        if self.cell.device not in self.precisions:
             raise Unsupported(
-                f"{self.name} runs on {', '.join(self.devices)}, not {self.cell.device}"
+                f"{self.name} runs on {', '.join(self.devices())}, not {self.cell.device}"
             )
-        if self.cell.precision not in self.precisions:
+        if self.cell.precision not in self.precisions[self.cell.device]:
             raise Unsupported(
                 f"{self.name} on {self.cell.device} supports precision "
-                f"{', '.join(self.precisions)}, not {self.cell.precision}"
+                f"{', '.join(self.precisions[self.cell.device])}, not {self.cell.precision}"
             )
         unknown = sorted(set(dict(self.cell.options)) - set(self.option_names))
         if unknown:
@@ -57,6 +76,8 @@ class Backend(ABC):
         fixed_batch = self.artifact.meta["inputs"][0]["shape"][0]
         if isinstance(fixed_batch, int) and fixed_batch != self.cell.batch_size:
             raise Unsupported(f"the model's batch dimension is fixed at {fixed_batch}")
+        if reason := self._device_unavailable():
+            raise DeviceUnavailable(reason)
         self._load()
         self._loaded = True
 
@@ -65,6 +86,16 @@ class Backend(ABC):
         if not self._loaded:
             raise RuntimeError("infer() before load()")
         return self._infer(feed)
+
+    def stage(self, feed: dict[str, np.ndarray]) -> None:
+        """Copy one batch to the device, once, outside any timed region."""
+        if not self._loaded:
+            raise RuntimeError("stage() before load()")
+        self._stage(feed)
+
+    def run_staged(self) -> None:
+        """Run on the staged batch; returns when the device has finished."""
+        self._run_staged()
 
     def close(self) -> None:
         self._close()
@@ -96,3 +127,13 @@ class Backend(ABC):
 
     def _close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+    def _device_unavailable(self) -> str | None:
+        """Why the cell's device is absent here (a skip, not a failure); None when present."""
+        return None
+
+    def _stage(self, feed: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError(f"{self.name} has no device-compute scope")
+
+    def _run_staged(self) -> None:
+        raise NotImplementedError(f"{self.name} has no device-compute scope")

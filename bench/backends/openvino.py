@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import ClassVar
 
 import numpy as np
 import openvino as ov
@@ -32,7 +33,7 @@ HINTS = {"latency": hints.PerformanceMode.LATENCY, "throughput": hints.Performan
 
 class OpenVinoBackend(Backend):
     name = "openvino"
-    precisions = ("fp32", "bf16", "fp16")
+    precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32", "bf16", "fp16")}
     option_names = ("hint",)
 
     def _load(self) -> None:

@@ -37,7 +37,7 @@ from tvm.s_tir import meta_schedule as ms
 
 from bench.backends.base import Backend
 from bench.errors import Unsupported
-from bench.fsutil import atomic_write_text
+from bench.fsutil import atomic_write_text, cache_dir
 
 DEFAULT_TRIALS_PER_TASK = 64
 _DONE = "deploybench_tuning.json"  # written when a tuning run has finished: its budget
@@ -54,10 +54,9 @@ def host_target(threads: int) -> dict[str, object]:
 
 def tuning_dir(artifact_key: str, target: dict[str, object], batch_size: int) -> Path:
     """Where the MetaSchedule database of this artifact, target and batch size lives."""
-    base = Path(os.environ.get("DEPLOYBENCH_CACHE", Path.home() / ".cache" / "deploybench"))
     what = {"target": target, "batch": batch_size, "tvm": tvm.__version__}
     digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
-    return base / "tvm" / f"{artifact_key[:16]}-{digest[:12]}"
+    return cache_dir("tvm", f"{artifact_key[:16]}-{digest[:12]}")
 
 
 def valid_records(work_dir: Path) -> int:
