@@ -17,12 +17,18 @@ from pathlib import Path
 from bench import __version__
 from bench.fsutil import atomic_write_text
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_PATH = Path(__file__).parent / "schema" / "result.schema.json"
 STATUSES = ("ok", "failed", "skipped", "unsupported")
 
+
+def _v1_to_v2(doc: dict) -> dict:
+    """Version 2 added the GPU sections; a version 1 result (CPU only) has neither."""
+    return {**doc, "compute_timing": None, "gpu": None, "schema_version": 2}
+
+
 # version n -> function upgrading a document of version n to n+1.
-_UPGRADES: dict[int, Callable[[dict], dict]] = {}
+_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2}
 
 
 class ResultError(ValueError):
@@ -41,6 +47,8 @@ class CellResult:
     artifact: dict | None = None
     runtime: dict | None = None
     timing: dict | None = None
+    compute_timing: dict | None = None  # device_compute_only scope, GPU cells
+    gpu: dict | None = None  # clocks and peak memory, GPU cells
     parity: dict | None = None
     run_id: str | None = None
     bench_version: str = __version__

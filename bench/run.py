@@ -15,13 +15,15 @@ import numpy as np
 
 from bench.artifact import Artifact
 from bench.backends import BACKENDS
-from bench.backends.base import SCOPE_DESCRIPTIONS, Backend
+from bench.backends.base import DEVICE_COMPUTE_ONLY, SCOPE_DESCRIPTIONS, Backend
+from bench.backends.cuda import cuda_unavailable_reason
 from bench.cell import Cell
 from bench.errors import DeviceUnavailable, Unsupported
 from bench.measure import parity as parity_mod
 from bench.measure.fingerprint import fingerprint
+from bench.measure.gpu import GpuMonitor
 from bench.measure.stats import achieved_gflops_per_s, summarize, throughput_sps
-from bench.measure.timing import TimingConfig, time_calls
+from bench.measure.timing import TimingConfig, TimingRun, time_calls
 from bench.result import CellResult
 
 LOG_TAIL_LINES = 40
@@ -52,10 +54,34 @@ def _timed_ms(fn: Callable[[], object]) -> float:
     return (time.perf_counter_ns() - t0) / 1e6
 
 
+def _timing_section(
+    scope: str, run: TimingRun, cell: Cell, artifact: Artifact, timing: TimingConfig
+) -> dict:
+    stats = summarize(run.samples_ms)
+    return {
+        "scope": scope,
+        "scope_description": SCOPE_DESCRIPTIONS[scope],
+        "config": timing.to_dict(),
+        "warmup_iters": run.warmup_iters,
+        "warmup_s": run.warmup_s,
+        "measure_s": run.measure_s,
+        "samples_ms": run.samples_ms,
+        "stats": stats.to_dict(),
+        "throughput_sps": throughput_sps(cell.batch_size, stats.median_ms),
+        "achieved_gflops_per_s": achieved_gflops_per_s(
+            artifact.meta.get("flops_per_sample"), cell.batch_size, stats.median_ms
+        ),
+    }
+
+
 def _measure(
-    backend: Backend, artifact: Artifact, cell: Cell, timing: TimingConfig
-) -> tuple[dict, dict, dict]:
-    """Run the cell's phases in order; returns (runtime, timing, parity) sections."""
+    backend: Backend,
+    artifact: Artifact,
+    cell: Cell,
+    timing: TimingConfig,
+    monitor: GpuMonitor | None,
+) -> tuple[dict, dict, dict | None, dict]:
+    """Run the cell's phases in order; returns (runtime, timing, compute timing, parity)."""
     load_ms = _timed_ms(backend.load)
     inputs = artifact.inputs
     feed = {
@@ -72,27 +98,22 @@ def _measure(
         classifier_output=artifact.classifier_output,
         reference=artifact.meta["reference"],
     )
+    if monitor:
+        monitor.mark_measure_start()
     run = time_calls(lambda: backend.infer(feed), timing)
-    stats = summarize(run.samples_ms)
-    timing_section = {
-        "scope": backend.timing_scope,
-        "scope_description": SCOPE_DESCRIPTIONS[backend.timing_scope],
-        "config": timing.to_dict(),
-        "load_ms": load_ms,
-        "cold_ms": cold_ms,
-        "warmup_iters": run.warmup_iters,
-        "warmup_s": run.warmup_s,
-        "measure_s": run.measure_s,
-        "samples_ms": run.samples_ms,
-        "stats": stats.to_dict(),
-        "throughput_sps": throughput_sps(cell.batch_size, stats.median_ms),
-        "achieved_gflops_per_s": achieved_gflops_per_s(
-            artifact.meta.get("flops_per_sample"), cell.batch_size, stats.median_ms
-        ),
-    }
+    timing_section = _timing_section(backend.timing_scope, run, cell, artifact, timing)
+    timing_section = {"load_ms": load_ms, "cold_ms": cold_ms, **timing_section}
+    compute_section = None
+    if backend.has_compute_scope:
+        # The same batch, already on the device: the device's work alone, copies excluded.
+        backend.stage(feed)
+        compute = time_calls(backend.run_staged, timing)
+        compute_section = _timing_section(DEVICE_COMPUTE_ONLY, compute, cell, artifact, timing)
+    if monitor:
+        monitor.mark_measure_end()
     runtime = backend.runtime_info()
     runtime["precision_requested"] = cell.precision
-    return runtime, timing_section, report.to_dict()
+    return runtime, timing_section, compute_section, report.to_dict()
 
 
 def run_cell(
@@ -114,9 +135,15 @@ def run_cell(
             f"(install the {cell.framework} extra, or run it in its image)"
         )
         return result
+    monitor = None
+    if cell.device == "cuda" and cuda_unavailable_reason() is None:
+        monitor = GpuMonitor()
+        monitor.start()  # before load: an engine build's memory counts in the cell's peak
     try:
         with entry.load_class()(artifact, cell) as backend:
-            result.runtime, result.timing, result.parity = _measure(backend, artifact, cell, timing)
+            result.runtime, result.timing, result.compute_timing, result.parity = _measure(
+                backend, artifact, cell, timing, monitor
+            )
     except Unsupported as exc:
         result.status, result.reason = "unsupported", str(exc)
     except DeviceUnavailable as exc:
@@ -125,6 +152,11 @@ def run_cell(
         result.status = "failed"
         result.reason = f"{type(exc).__name__}: {exc}"
         result.log_tail = "".join(traceback.format_exc().splitlines(True)[-LOG_TAIL_LINES:])
+    if monitor and monitor.reader:
+        result.gpu = monitor.finish()
+        for key in ("cuda_version", "cudnn_version"):  # the framework's own, from its runtime
+            if result.runtime and key in result.runtime:
+                result.gpu[key] = result.runtime[key]
     if result.status == "ok" and result.runtime and result.runtime.get("threads") != cell.threads:
         # Fairness: a framework that ignored the thread budget is not comparable.
         result.status = "failed"

@@ -31,9 +31,7 @@ class BackendEntry:
 
 
 BACKENDS: Registry[BackendEntry] = Registry("framework")
-BACKENDS.add(
-    "torch", BackendEntry("torch", "bench.backends.torch_eager", "TorchEagerBackend", "torch")
-)
+BACKENDS.add("torch", BackendEntry("torch", "bench.backends.pytorch", "TorchBackend", "torch"))
 BACKENDS.add(
     "openvino", BackendEntry("openvino", "bench.backends.openvino", "OpenVinoBackend", "openvino")
 )

@@ -55,8 +55,9 @@ class Backend(ABC):
 
     @property
     def has_compute_scope(self) -> bool:
-        """Whether this backend can time its device's work alone (a GPU backend)."""
-        return type(self)._run_staged is not Backend._run_staged
+        """Whether this cell's device work can be timed alone: a GPU cell of a backend that
+        implements the staged methods."""
+        return self.cell.device == "cuda" and type(self)._run_staged is not Backend._run_staged
 
     def load(self) -> None:
         """Check the cell is supported, then build the framework's session (timed as load)."""

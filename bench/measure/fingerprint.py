@@ -133,14 +133,29 @@ def _in_container() -> bool:
     return Path("/.dockerenv").exists() or "docker" in _read("/proc/1/cgroup")
 
 
+GPU_FIELDS = (
+    "index,name,uuid,memory.total,driver_version,compute_cap,clocks.max.sm,power.limit,"
+    "persistence_mode"
+)
+
+
+def parse_gpu_query(text: str, fields: str = GPU_FIELDS) -> list[dict[str, str]]:
+    """`nvidia-smi --query-gpu=<fields> --format=csv,noheader` output -> one dict per GPU."""
+    keys = fields.split(",")
+    return [
+        dict(zip(keys, (v.strip() for v in line.split(",")), strict=False))
+        for line in text.splitlines()
+        if line.strip()
+    ]
+
+
 def gpu_info() -> list[dict[str, str]]:
     """NVIDIA GPUs as nvidia-smi reports them; empty when there is none."""
     if not shutil.which("nvidia-smi"):
         return []
-    fields = "name,memory.total,driver_version,compute_cap"
     try:
         out = subprocess.run(
-            ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader"],
+            ["nvidia-smi", f"--query-gpu={GPU_FIELDS}", "--format=csv,noheader"],
             capture_output=True,
             text=True,
             timeout=10,
@@ -148,12 +163,7 @@ def gpu_info() -> list[dict[str, str]]:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    keys = fields.split(",")
-    return [
-        dict(zip(keys, (v.strip() for v in line.split(",")), strict=False))
-        for line in out.splitlines()
-        if line.strip()
-    ]
+    return parse_gpu_query(out)
 
 
 def fingerprint() -> dict[str, object]:

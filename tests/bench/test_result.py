@@ -32,13 +32,23 @@ def test_fixture_per_status_exists():
     assert {"ok", "unsupported", "failed"} <= statuses
 
 
+def test_a_version_1_result_upgrades_to_one_without_gpu_sections():
+    old = json.loads(next(FIXTURES.glob("v1/ok*.json")).read_text())
+    new = load_result(next(FIXTURES.glob("v1/ok*.json"))).to_dict()
+    assert (new["schema_version"], new["compute_timing"], new["gpu"]) == (2, None, None)
+    assert {k: v for k, v in new.items() if k not in ("compute_timing", "gpu")} == {
+        **old,
+        "schema_version": 2,
+    }
+
+
 def test_round_trip_is_lossless():
-    doc = json.loads(next(FIXTURES.glob("v1/ok*.json")).read_text())
+    doc = json.loads(next(FIXTURES.glob(f"v{SCHEMA_VERSION}/ok*.json")).read_text())
     assert CellResult.from_dict(doc).to_dict() == doc
 
 
 def test_newer_schema_is_refused_and_non_results_too(tmp_path):
-    doc = json.loads(next(FIXTURES.glob("v1/ok*.json")).read_text())
+    doc = json.loads(next(FIXTURES.glob(f"v{SCHEMA_VERSION}/ok*.json")).read_text())
     doc["schema_version"] = SCHEMA_VERSION + 1
     (tmp_path / "new.json").write_text(json.dumps(doc))
     with pytest.raises(ResultError, match="newer than this code"):
@@ -49,21 +59,21 @@ def test_newer_schema_is_refused_and_non_results_too(tmp_path):
 
 
 def test_schema_rejects_an_ok_result_without_timing():
-    doc = json.loads(next(FIXTURES.glob("v1/ok*.json")).read_text())
+    doc = json.loads(next(FIXTURES.glob(f"v{SCHEMA_VERSION}/ok*.json")).read_text())
     doc["timing"] = None
     with pytest.raises(jsonschema.ValidationError):
         validate(doc)
 
 
 def test_schema_rejects_a_failed_result_without_reason():
-    doc = json.loads(next(FIXTURES.glob("v1/failed*.json")).read_text())
+    doc = json.loads(next(FIXTURES.glob(f"v{SCHEMA_VERSION}/failed*.json")).read_text())
     doc["reason"] = None
     with pytest.raises(jsonschema.ValidationError):
         validate(doc)
 
 
 def test_atomic_write_keeps_the_old_file_when_serialisation_fails(tmp_path):
-    good = load_result(next(FIXTURES.glob("v1/ok*.json")))
+    good = load_result(next(FIXTURES.glob(f"v{SCHEMA_VERSION}/ok*.json")))
     path = write_result(good, tmp_path / "cell.json")
     before = path.read_text()
     bad = load_result(path)

@@ -46,7 +46,6 @@ def test_torch_channels_last_gives_the_same_answers(small_artifact):
     ("cell", "message"),
     [
         ({"precision": "fp16"}, "supports precision fp32, not fp16"),
-        ({"device": "cuda"}, "runs on cpu, not cuda"),
         ({"options": (("turbo", "1"),)}, "no option turbo"),
     ],
 )

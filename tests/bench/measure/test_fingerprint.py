@@ -114,3 +114,22 @@ def test_thread_env_lists_only_set_variables(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     monkeypatch.setenv("DEPLOYBENCH_GIT_REVISION", "0123abc")
     assert fp.fingerprint()["thread_env"] == {"OMP_NUM_THREADS": "4"}
+
+
+def test_gpu_query_parsing():
+    from bench.measure.fingerprint import parse_gpu_query
+
+    text = "0, NVIDIA H200, GPU-5d2c, 143771 MiB, 580.95.05, 9.0, 1980 MHz, 700.00 W, Enabled\n\n"
+    assert parse_gpu_query(text) == [
+        {
+            "index": "0",
+            "name": "NVIDIA H200",
+            "uuid": "GPU-5d2c",
+            "memory.total": "143771 MiB",
+            "driver_version": "580.95.05",
+            "compute_cap": "9.0",
+            "clocks.max.sm": "1980 MHz",
+            "power.limit": "700.00 W",
+            "persistence_mode": "Enabled",
+        }
+    ]

@@ -1,0 +1,169 @@
+"""PyTorch: the reference framework, run the way a PyTorch user would deploy it.
+
+- CPU: inference_mode, an explicit intra-op thread count and one inter-op thread.
+- CUDA: the model converted to the cell's precision (`.half()` / `.bfloat16()`, so the
+  precision run is read back from the parameters), cuDNN autotuning on (`cudnn.benchmark`:
+  shapes are fixed), and for fp32 TF32 switched off in both cuDNN and matmuls: PyTorch lets
+  cuDNN use TF32 by default, which would run fp32 cells at a lower precision than asked.
+- Options, each a variant of its own in the matrix:
+  - ``channels_last=1``: NHWC memory format (oneDNN blocked kernels on CPU, tensor-core
+    friendly layouts on GPU);
+  - ``compile=default|reduce-overhead|max-autotune``: `torch.compile` with that mode; the
+    compilation happens in the cold call (`cold_ms`), not in the timed ones;
+  - ``cuda_graphs=1`` (CUDA): the model captured once in a CUDA graph on static input and
+    output buffers and replayed, which removes the per-kernel launch cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from bench.backends.base import Backend
+from bench.backends.cuda import cuda_unavailable_reason
+from bench.errors import Unsupported
+from bench.models import MODELS
+from bench.models.build import build_model
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISION_OF = {v: k for k, v in DTYPES.items()}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    precisions: ClassVar[dict[str, tuple[str, ...]]] = {
+        "cpu": ("fp32",),
+        "cuda": ("fp32", "fp16", "bf16"),
+    }
+    option_names = ("channels_last", "compile", "cuda_graphs")
+
+    def _device_unavailable(self) -> str | None:
+        if self.cell.device != "cuda":
+            return None
+        if reason := cuda_unavailable_reason():
+            return reason
+        if not torch.cuda.is_available():
+            return f"torch {torch.__version__} sees no CUDA device (a CPU-only build?)"
+        return None
+
+    def _options(self) -> None:
+        self.channels_last = self.cell.option("channels_last", "0") == "1"
+        self.compile_mode = self.cell.option("compile")
+        self.cuda_graphs = self.cell.option("cuda_graphs", "0") == "1"
+        if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
+            raise Unsupported(
+                f"torch option compile={self.compile_mode}; valid: {', '.join(COMPILE_MODES)}"
+            )
+        if self.cuda_graphs and self.cell.device != "cuda":
+            raise Unsupported("torch option cuda_graphs=1 needs device cuda")
+        if self.cuda_graphs and self.compile_mode:
+            raise Unsupported(
+                "torch options cuda_graphs and compile together: use compile=reduce-overhead, "
+                "which captures CUDA graphs itself"
+            )
+
+    def _load(self) -> None:
+        weights = self.artifact.weights_path
+        if weights is None:
+            raise Unsupported("the artifact holds no PyTorch model (it came from an ONNX file)")
+        self._options()
+        torch.set_num_threads(self.cell.threads)
+        # Only settable before the first parallel work; a second cell in one process keeps it.
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(1)
+        self.device = torch.device("cuda", 0) if self.cell.device == "cuda" else torch.device("cpu")
+        self.dtype = DTYPES[self.cell.precision]
+        if self.device.type == "cuda":
+            fp32 = self.cell.precision == "fp32"
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.allow_tf32 = not fp32
+            torch.backends.cuda.matmul.allow_tf32 = not fp32
+        model = build_model(MODELS.get(self.artifact.model), str(weights), seed=0)
+        model = model.to(self.device, self.dtype).eval()
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        model = model.to(memory_format=self.memory_format)
+        self.model = model
+        self.forward = torch.compile(model, mode=self.compile_mode) if self.compile_mode else model
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.staged: torch.Tensor | None = None
+        self.output: torch.Tensor | None = None
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(array).to(self.device, self.dtype, non_blocking=False)
+        return x.contiguous(memory_format=self.memory_format)
+
+    def _capture(self, x: torch.Tensor) -> None:
+        """Record the model on static buffers; later runs copy into them and replay."""
+        self.static_in = x.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.inference_mode():
+            for _ in range(3):  # cuDNN autotuning and allocations happen before capture
+                self.model(self.static_in)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.inference_mode():
+            self.static_out = self.model(self.static_in)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cuda_graphs:
+            if self.graph is None or x.shape != self.static_in.shape:
+                self._capture(x)
+            self.static_in.copy_(x)
+            self.graph.replay()
+            return self.static_out
+        with torch.inference_mode():
+            return self.forward(x)
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        y = self._run(self._to_device(feed[self.artifact.input_name]))
+        # .cpu() waits for the device: the copy back is part of this scope.
+        return {self.artifact.output_names[0]: y.float().cpu().numpy()}
+
+    def _stage(self, feed: dict[str, np.ndarray]) -> None:
+        self.staged = self._to_device(feed[self.artifact.input_name])
+        torch.cuda.synchronize(self.device)
+
+    def _run_staged(self) -> None:
+        self.output = self._run(self.staged)
+        torch.cuda.synchronize(self.device)
+
+    def framework_version(self) -> str:
+        return torch.__version__
+
+    def _runtime_info(self) -> dict[str, object]:
+        dtypes = {p.dtype for p in self.model.parameters()}
+        only = next(iter(dtypes)) if len(dtypes) == 1 else None
+        info: dict[str, object] = {
+            # Read back from the model's parameters: what the kernels were given.
+            "precision_run": PRECISION_OF.get(only) or ",".join(sorted(map(str, dtypes))),
+            "threads": torch.get_num_threads(),
+            "interop_threads": torch.get_num_interop_threads(),
+            "channels_last": self.channels_last,
+            "compile_mode": self.compile_mode,
+        }
+        if self.device.type == "cpu":
+            info["mkldnn_enabled"] = torch.backends.mkldnn.is_available()
+            info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+            return info
+        props = torch.cuda.get_device_properties(self.device)
+        info.update(
+            gpu=props.name,
+            compute_capability=f"{props.major}.{props.minor}",
+            cuda_version=torch.version.cuda,
+            cudnn_version=torch.backends.cudnn.version(),
+            cudnn_benchmark=torch.backends.cudnn.benchmark,
+            tf32=torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32,
+            cuda_graphs=self.cuda_graphs,
+            framework_peak_memory_mib=round(torch.cuda.max_memory_allocated() / 2**20, 1),
+        )
+        return info
+
+    def _close(self) -> None:
+        self.model = self.forward = self.graph = self.staged = self.output = None
+        if self.cell.device == "cuda" and torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,269 @@
+"""The GPU's side of a cell: clocks when measurement starts and ends, and peak memory.
+
+A GPU that heats up or hits its power cap lowers its clocks in the middle of a measurement,
+and the numbers then describe the cooling, not the runtime: the cell records the SM clock and
+NVML's throttle reasons at both ends of its measurement and is flagged when the clock fell or
+a slowdown reason appeared. Peak memory is the device's used memory, sampled through the
+cell, minus what was used before it started: the same method for every framework, in every
+container (NVML's per-process view sees host PIDs, which a container does not know).
+
+NVML comes from `nvidia-ml-py` (`import pynvml`) when installed, else `nvidia-smi`, which the
+NVIDIA container runtime mounts into every GPU container. Without either the section says so.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# NVML's clocks-event (throttle) reason bits, as nvml.h defines them.
+THROTTLE_REASONS = {
+    0x1: "gpu_idle",
+    0x2: "applications_clocks_setting",
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
+    0x100: "display_clock_setting",
+}
+# The reasons that mean the GPU ran slower than it could.
+SLOWDOWNS = frozenset(
+    {
+        "sw_power_cap",
+        "hw_slowdown",
+        "sw_thermal_slowdown",
+        "hw_thermal_slowdown",
+        "hw_power_brake_slowdown",
+    }
+)
+CLOCK_DROP_TOLERANCE = 0.05  # an SM clock 5% lower at the end than at the start is a drop
+MEMORY_METHOD = "device memory used (NVML), peak sampled every 10 ms, minus the use before the cell"
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    """One reading of the GPU's state."""
+
+    sm_clock_mhz: int | None
+    memory_clock_mhz: int | None
+    temperature_c: int | None
+    power_w: float | None
+    memory_used_mib: float | None
+    throttle_reasons: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["throttle_reasons"] = list(self.throttle_reasons)
+        return d
+
+
+def decode_throttle_reasons(mask: int) -> tuple[str, ...]:
+    """NVML's reason bit mask -> names, lowest bit first; unknown bits as hex."""
+    names = [name for bit, name in THROTTLE_REASONS.items() if mask & bit]
+    unknown = mask & ~sum(THROTTLE_REASONS)
+    if unknown:
+        names.append(hex(unknown))
+    return tuple(names)
+
+
+def clock_drop(
+    start: GpuSample, end: GpuSample, tolerance: float = CLOCK_DROP_TOLERANCE
+) -> str | None:
+    """Why the GPU ran slower at the end of the measurement than at its start, or None."""
+    notes = []
+    sm_start, sm_end = start.sm_clock_mhz, end.sm_clock_mhz
+    if sm_start and sm_end is not None and sm_end < sm_start * (1 - tolerance):
+        notes.append(f"SM clock fell from {start.sm_clock_mhz} to {end.sm_clock_mhz} MHz")
+    slowdowns = [r for r in end.throttle_reasons if r in SLOWDOWNS]
+    if slowdowns:
+        notes.append("throttled at the end: " + ", ".join(slowdowns))
+    return "; ".join(notes) or None
+
+
+def _number(text: str) -> float | None:
+    text = text.strip().split(" ")[0]
+    try:
+        return float(text)
+    except ValueError:  # "[N/A]", "[Not Supported]"
+        return None
+
+
+def parse_smi_sample(line: str) -> GpuSample:
+    """One line of `nvidia-smi --query-gpu=<SMI_FIELDS> --format=csv,noheader,nounits`."""
+    sm, mem, temp, power, used, reasons = (v.strip() for v in line.split(","))
+    mask = int(reasons, 16) if reasons.startswith("0x") else 0
+
+    def integer(text: str) -> int | None:
+        value = _number(text)
+        return None if value is None else int(value)
+
+    return GpuSample(
+        sm_clock_mhz=integer(sm),
+        memory_clock_mhz=integer(mem),
+        temperature_c=integer(temp),
+        power_w=_number(power),
+        memory_used_mib=_number(used),
+        throttle_reasons=decode_throttle_reasons(mask),
+    )
+
+
+SMI_FIELDS = (
+    "clocks.sm,clocks.mem,temperature.gpu,power.draw,memory.used,clocks_event_reasons.active"
+)
+
+
+class _Nvml:
+    """Readings through NVML (nvidia-ml-py)."""
+
+    source = "nvml"
+
+    def __init__(self, index: int) -> None:
+        import pynvml
+
+        pynvml.nvmlInit()
+        self.nvml = pynvml
+        self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+
+    def sample(self) -> GpuSample:
+        n, h = self.nvml, self.handle
+
+        def read(fn: Any, *args: Any) -> Any:
+            try:
+                return fn(h, *args)
+            except n.NVMLError:
+                return None
+
+        power_mw = read(n.nvmlDeviceGetPowerUsage)
+        memory = read(n.nvmlDeviceGetMemoryInfo)
+        reasons = read(n.nvmlDeviceGetCurrentClocksEventReasons)
+        return GpuSample(
+            sm_clock_mhz=read(n.nvmlDeviceGetClockInfo, n.NVML_CLOCK_SM),
+            memory_clock_mhz=read(n.nvmlDeviceGetClockInfo, n.NVML_CLOCK_MEM),
+            temperature_c=read(n.nvmlDeviceGetTemperature, n.NVML_TEMPERATURE_GPU),
+            power_w=None if power_mw is None else power_mw / 1000,
+            memory_used_mib=None if memory is None else memory.used / 2**20,
+            throttle_reasons=decode_throttle_reasons(reasons or 0),
+        )
+
+    def close(self) -> None:
+        self.nvml.nvmlShutdown()
+
+
+class _Smi:
+    """Readings through nvidia-smi: slower (a process per reading), so no sampling thread."""
+
+    source = "nvidia-smi"
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.sample()  # fail now, not mid-cell
+
+    def sample(self) -> GpuSample:
+        out = subprocess.run(
+            [
+                "nvidia-smi",
+                f"--id={self.index}",
+                f"--query-gpu={SMI_FIELDS}",
+                "--format=csv,noheader,nounits",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+        return parse_smi_sample(out.strip().splitlines()[0])
+
+    def close(self) -> None:
+        pass
+
+
+class GpuMonitor:
+    """Watches one GPU through a cell: `start()` before load, `mark_measure_start()` and
+    `mark_measure_end()` around the measurement, `finish()` for the result's `gpu` section."""
+
+    def __init__(self, index: int = 0, interval_s: float = 0.01) -> None:
+        self.index, self.interval_s = index, interval_s
+        self.reader: _Nvml | _Smi | None = None
+        self.error: str | None = None
+        self.before: GpuSample | None = None
+        self.start_sample: GpuSample | None = None
+        self.end_sample: GpuSample | None = None
+        self.peak_used_mib: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        try:
+            self.reader = _Nvml(self.index)
+        except Exception as exc:  # pynvml absent, or NVML without a driver
+            nvml_error = f"NVML: {exc}"
+            try:
+                self.reader = _Smi(self.index) if shutil.which("nvidia-smi") else None
+            except (OSError, subprocess.SubprocessError, ValueError) as smi_exc:
+                self.reader, self.error = None, f"{nvml_error}; nvidia-smi: {smi_exc}"
+            if self.reader is None and self.error is None:
+                self.error = f"{nvml_error}; nvidia-smi not found"
+        if self.reader is None:
+            return
+        self.before = self.reader.sample()
+        self.peak_used_mib = self.before.memory_used_mib
+        if isinstance(self.reader, _Nvml):
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._note(self.reader.sample())
+
+    def _note(self, sample: GpuSample) -> None:
+        used = sample.memory_used_mib
+        if used is not None and (self.peak_used_mib is None or used > self.peak_used_mib):
+            self.peak_used_mib = used
+
+    def mark_measure_start(self) -> None:
+        if self.reader:
+            self.start_sample = self.reader.sample()
+            self._note(self.start_sample)
+
+    def mark_measure_end(self) -> None:
+        if self.reader:
+            self.end_sample = self.reader.sample()
+            self._note(self.end_sample)
+
+    def finish(self) -> dict[str, Any]:
+        """The `gpu` section: how it was read, the two samples, the verdict, peak memory."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=1)
+        if self.reader is None:
+            return {"source": None, "error": self.error}
+        self.reader.close()
+        drop = (
+            clock_drop(self.start_sample, self.end_sample)
+            if self.start_sample and self.end_sample
+            else None
+        )
+        peak = None
+        used_before = self.before.memory_used_mib if self.before else None
+        if self.peak_used_mib is not None and used_before is not None:
+            peak = round(self.peak_used_mib - used_before, 1)
+        return {
+            "source": self.reader.source,
+            "index": self.index,
+            "before_cell": self.before.to_dict() if self.before else None,
+            "measure_start": self.start_sample.to_dict() if self.start_sample else None,
+            "measure_end": self.end_sample.to_dict() if self.end_sample else None,
+            "clocks_dropped": drop is not None,
+            "clock_note": drop,
+            "peak_memory_mib": peak,
+            "memory_method": MEMORY_METHOD
+            if self._thread
+            else MEMORY_METHOD.replace(
+                "sampled every 10 ms", "read at load and measurement ends (nvidia-smi)"
+            ),
+        }

@@ -1,0 +1,63 @@
+"""PyTorch's variants on a real artifact, and its CUDA cells on a host without a GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import run_cell_to_file
+
+from bench.backends import BACKENDS
+from bench.backends.cuda import cuda_unavailable_reason
+from bench.cell import Cell
+from bench.errors import DeviceUnavailable, Unsupported
+
+NO_GPU = cuda_unavailable_reason() is not None
+
+
+def _backend(artifact, **cell):
+    cls = BACKENDS.get("torch").load_class()
+    return cls(artifact, Cell(model=artifact.model, framework="torch", threads=2, **cell))
+
+
+def test_torch_compile_gives_the_same_answers(small_artifact):
+    # Inductor compiles C++ kernels on CPU too, so the variant's code path runs here for real.
+    with _backend(small_artifact, options=(("compile", "default"),)) as backend:
+        backend.load()
+        out = backend.infer({"input": small_artifact.inputs[:1]})
+        assert backend.runtime_info()["compile_mode"] == "default"
+    np.testing.assert_allclose(
+        out["logits"], small_artifact.references["logits"][:1], rtol=1e-3, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ((("compile", "fastest"),), "compile=fastest; valid: default, reduce-overhead"),
+        ((("cuda_graphs", "1"),), "cuda_graphs=1 needs device cuda"),
+    ],
+)
+def test_invalid_variants_are_unsupported(small_artifact, options, message):
+    with _backend(small_artifact, options=options) as backend, pytest.raises(Unsupported) as exc:
+        backend.load()
+    assert message in str(exc.value)
+
+
+def test_precisions_per_device(small_artifact):
+    with _backend(small_artifact, precision="bf16") as backend, pytest.raises(Unsupported) as exc:
+        backend.load()
+    assert "torch on cpu supports precision fp32, not bf16" in str(exc.value)
+    assert BACKENDS.get("torch").load_class().precisions["cuda"] == ("fp32", "fp16", "bf16")
+
+
+@pytest.mark.skipif(not NO_GPU, reason="this host has a GPU")
+def test_a_cuda_cell_without_a_gpu_is_skipped_with_the_reason(small_artifact, tmp_path):
+    with (
+        _backend(small_artifact, device="cuda", precision="fp16") as backend,
+        pytest.raises(DeviceUnavailable, match="libcuda.so.1|no CUDA device"),
+    ):
+        backend.load()
+    doc = run_cell_to_file(small_artifact, tmp_path, "torch", device="cuda", precision="fp16")
+    assert doc["status"] == "skipped"
+    assert doc["reason"] == cuda_unavailable_reason()
+    assert doc["timing"] is doc["compute_timing"] is doc["gpu"] is None

@@ -1,0 +1,94 @@
+"""The GPU section's logic with hand-written readings: throttle reasons, clock drops,
+nvidia-smi parsing, and what a cell records on a host without a GPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.measure.gpu import (
+    GpuMonitor,
+    GpuSample,
+    clock_drop,
+    decode_throttle_reasons,
+    parse_smi_sample,
+)
+from bench.result import SCHEMA_VERSION, validate
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "results" / f"v{SCHEMA_VERSION}"
+
+
+def _sample(sm: int | None, reasons: tuple[str, ...] = ()) -> GpuSample:
+    return GpuSample(sm, 2619, 40, 120.0, 1024.0, reasons)
+
+
+@pytest.mark.parametrize(
+    ("mask", "names"),
+    [
+        (0x0, ()),
+        (0x1, ("gpu_idle",)),
+        (0x24, ("sw_power_cap", "sw_thermal_slowdown")),  # 0x04 + 0x20
+        (0x1008, ("hw_slowdown", "0x1000")),  # a bit nvml.h does not name (yet)
+    ],
+)
+def test_throttle_reason_bits(mask, names):
+    assert decode_throttle_reasons(mask) == names
+
+
+def test_a_clock_drop_beyond_five_percent_is_flagged():
+    assert clock_drop(_sample(1980), _sample(1980)) is None
+    assert clock_drop(_sample(1980), _sample(1890)) is None  # 4.5% lower: within tolerance
+    assert clock_drop(_sample(1980), _sample(1800)) == "SM clock fell from 1980 to 1800 MHz"
+
+
+def test_slowdown_reasons_are_flagged_and_idle_ones_are_not():
+    assert clock_drop(_sample(1980), _sample(1980, ("gpu_idle",))) is None
+    note = clock_drop(_sample(1980), _sample(1700, ("sw_power_cap", "hw_thermal_slowdown")))
+    assert note == (
+        "SM clock fell from 1980 to 1700 MHz; throttled at the end: sw_power_cap, "
+        "hw_thermal_slowdown"
+    )
+
+
+def test_unknown_clocks_are_not_a_drop():
+    assert clock_drop(_sample(None), _sample(1500)) is None
+
+
+def test_parse_nvidia_smi_line():
+    sample = parse_smi_sample("1980, 3201, 41, 118.52, 1210, 0x0000000000000004")
+    assert sample == GpuSample(1980, 3201, 41, 118.52, 1210.0, ("sw_power_cap",))
+    na = parse_smi_sample("[N/A], [N/A], 35, [N/A], 0, [Not Supported]")
+    assert na == GpuSample(None, None, 35, None, 0.0, ())
+
+
+def test_gpu_section_with_samples_is_schema_valid():
+    doc = json.loads(next(FIXTURES.glob("ok*.json")).read_text())
+    start, end = _sample(1980), _sample(1800, ("hw_slowdown",))
+    doc["gpu"] = {
+        "source": "nvml",
+        "index": 0,
+        "before_cell": _sample(345).to_dict(),
+        "measure_start": start.to_dict(),
+        "measure_end": end.to_dict(),
+        "clocks_dropped": True,
+        "clock_note": clock_drop(start, end),
+        "peak_memory_mib": 512.0,
+        "memory_method": "device memory used (NVML)",
+        "cuda_version": "13.0",
+        "cudnn_version": 91400,
+    }
+    validate(doc)
+
+
+def test_monitor_on_a_host_without_a_gpu_says_why():
+    monitor = GpuMonitor()
+    monitor.start()
+    monitor.mark_measure_start()
+    monitor.mark_measure_end()
+    section = monitor.finish()
+    if monitor.reader is not None:
+        pytest.skip("this host has a GPU")
+    assert section["source"] is None
+    assert section["error"].startswith("NVML: ")
