@@ -7,6 +7,7 @@ traceback's tail. Only usage errors (bad input from the user) escape, before any
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -136,6 +137,9 @@ def run_cell(
         )
         return result
     monitor = None
+    # CUDA numbers devices fastest first, NVML by PCI bus: one order makes device 0 the GPU
+    # whose clocks and memory the monitor reads. Set before any framework initialises CUDA.
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     if cell.device == "cuda" and cuda_unavailable_reason() is None:
         monitor = GpuMonitor()
         monitor.start()  # before load: an engine build's memory counts in the cell's peak

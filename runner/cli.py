@@ -9,7 +9,9 @@
     python -m runner clean                                            remove orphan containers
 
 Exit codes: 0 every cell ran (ok, unsupported or skipped); 1 some cell failed; 2 bad input
-(an invalid matrix lists every problem); 130 interrupted (resume with --resume --run-id ID).
+(an invalid matrix lists every problem); 3 no cell failed, but GPU cells were skipped because
+this host has no GPU runtime (no NVIDIA GPU, or Docker without nvidia-container-toolkit);
+130 interrupted (resume with --resume --run-id ID).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from bench.errors import UsageError
 from runner.executors import EXECUTORS, create_executor
 from runner.matrix import Matrix, load_matrix, profiles
 
+NO_GPU_EXIT_CODE = 3
 DEFAULT_RESULTS = Path("results")
 DEFAULT_ARTIFACTS = Path("artifacts")
 DEFAULT_CACHE = Path("cache")
@@ -188,7 +191,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(terminal(summary.results))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
     log(f"\n{counts}; {summary.parity_failures} parity failures; results in {summary.run_dir}")
-    return 1 if summary.any_failed else 0
+    if summary.any_failed:
+        return 1
+    if summary.gpu_cells_skipped:
+        log(
+            f"{summary.gpu_cells_skipped} GPU cells skipped: {summary.no_gpu_reason} "
+            f"(exit code {NO_GPU_EXIT_CODE})"
+        )
+        return NO_GPU_EXIT_CODE
+    return 0
 
 
 def _check_writable(folder: Path) -> None:

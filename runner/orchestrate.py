@@ -51,6 +51,7 @@ class RunSummary:
     run_dir: Path
     results: list[CellResult]
     reused: int = 0
+    no_gpu_reason: str | None = None  # set when GPU cells were skipped: no GPU runtime here
 
     @property
     def counts(self) -> Counter:
@@ -63,6 +64,19 @@ class RunSummary:
     @property
     def any_failed(self) -> bool:
         return self.counts["failed"] > 0
+
+    @property
+    def gpu_cells_skipped(self) -> int:
+        """GPU cells this host could not run at all (no GPU, no NVIDIA container runtime)."""
+        if self.no_gpu_reason is None:
+            return 0
+        return sum(
+            1
+            for r in self.results
+            if r.cell["device"] == "cuda"
+            and r.status == "skipped"
+            and r.reason == self.no_gpu_reason
+        )
 
 
 def run_cpus(threads: int) -> tuple[int, ...]:
@@ -174,12 +188,16 @@ class MatrixRun:
     def _run_cell(self, cell: Cell, artifact: Artifact | str) -> CellResult:
         path = self.cells_dir / f"{cell.id}.json"
         log_path = self.logs_dir / f"{cell.id}.log"
-        if isinstance(artifact, str):
-            return _synthesized(cell, "failed", artifact, self.opts.run_id, None)
         if cell.device == "cuda" and self.executor.gpu_reason:
             return _synthesized(
-                cell, "skipped", self.executor.gpu_reason, self.opts.run_id, artifact
+                cell,
+                "skipped",
+                self.executor.gpu_reason,
+                self.opts.run_id,
+                artifact if isinstance(artifact, Artifact) else None,
             )
+        if isinstance(artifact, str):
+            return _synthesized(cell, "failed", artifact, self.opts.run_id, None)
         path.unlink(missing_ok=True)  # a stale result must never stand for this attempt
         job = CellJob(
             cell=cell,
@@ -212,15 +230,29 @@ class MatrixRun:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.manifest = self._open_manifest()
         self.manifest.write(self.opts.run_dir)
-        summary = RunSummary(self.opts.run_dir, [])
+        summary = RunSummary(self.opts.run_dir, [], no_gpu_reason=self.executor.gpu_reason)
         try:
-            frameworks = {(c.framework, c.device) for c in self.matrix.cells}
-            if self.opts.export:  # the export stage runs where torch is
+            # Said up front, and nothing is built or exported only for cells that cannot run.
+            runnable = [
+                c for c in self.matrix.cells if c.device != "cuda" or not summary.no_gpu_reason
+            ]
+            if len(runnable) < len(self.matrix.cells):
+                self.log(
+                    f"no GPU runtime here: {summary.no_gpu_reason}; the "
+                    f"{len(self.matrix.cells) - len(runnable)} GPU cells will be recorded as "
+                    "skipped"
+                )
+            frameworks = {(c.framework, c.device) for c in runnable}
+            if self.opts.export and runnable:  # the export stage runs where torch is
                 self.manifest.images.update(
                     self.export_executor.prepare({("torch", "cpu")}, self.log)
                 )
             self.manifest.images.update(self.executor.prepare(frameworks, self.log))
-            artifacts = {m: self._export(m) for m in self.matrix.models}
+            models = dict.fromkeys(c.model for c in runnable)
+            artifacts: dict[str, Artifact | str] = {
+                m: self._export(m) if m in models else "not exported: none of its cells can run"
+                for m in self.matrix.models
+            }
             self.manifest.artifacts = {
                 m: (a.key if isinstance(a, Artifact) else {"error": a})
                 for m, a in artifacts.items()

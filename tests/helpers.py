@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from bench.artifact import Artifact
@@ -48,3 +50,36 @@ def run_locally(matrix_path: Path, artifact, results_root: Path, run_id: str = "
     return MatrixRun(
         load_matrix(str(matrix_path)), executor, executor, options, log=lambda _: None
     ).run()
+
+
+def run_gpu_matrix(tmp_path: Path, executor: str):
+    """`make bench-gpu` (the gpu profile) as a subprocess into tmp_path; skip on a GPU host."""
+    from bench.backends.cuda import cuda_unavailable_reason
+
+    if executor == "local" and cuda_unavailable_reason() is None:
+        import pytest
+
+        pytest.skip("this host has a GPU")
+    results, artifacts = tmp_path / "results", tmp_path / "artifacts"
+    args = ["run", "--matrix", "gpu", "--executor", executor, "--run-id", "g"]
+    args += ["--results", str(results), "--artifacts", str(artifacts)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", *args], capture_output=True, text=True, timeout=300
+    )
+    return proc, results / "g", artifacts
+
+
+def assert_all_gpu_cells_skipped(proc, run_dir: Path, artifacts: Path, reason_part: str) -> None:
+    """What a host without a GPU runtime must do with the gpu profile."""
+    from runner.cli import NO_GPU_EXIT_CODE
+
+    assert proc.returncode == NO_GPU_EXIT_CODE, proc.stderr
+    first_line = proc.stderr.splitlines()[1]  # after the line that names the run
+    assert first_line.startswith("no GPU runtime here: ") and "24 GPU cells" in first_line
+    files = sorted((run_dir / "cells").glob("*.json"))
+    assert len(files) == 24  # 3 models x 2 frameworks x 2 batches x 2 precisions
+    for file in files:
+        doc = assert_valid_result_file(file)
+        assert doc["status"] == "skipped" and reason_part in doc["reason"]
+    assert not artifacts.exists() or not any(artifacts.iterdir())  # nothing exported for them
+    assert "24 GPU cells skipped" in proc.stderr and "Traceback" not in proc.stderr

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.backends import BACKENDS
+from bench.backends.cuda import cuda_unavailable_reason
 from runner.executors.base import CellJob, Executor, ExportJob, Outcome, cell_document, parse_memory
 
 
@@ -55,7 +56,7 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self) -> None:
-        self.gpu_reason = None if _has_nvidia_gpu() else "no NVIDIA GPU on this host"
+        self.gpu_reason = cuda_unavailable_reason()
 
     def prepare(
         self, frameworks: set[tuple[str, str]], log: Callable[[str], None]
@@ -120,7 +121,3 @@ class LocalExecutor(Executor):
             timed_out=timed_out,
             oom=not timed_out and code != 0 and "MemoryError" in tail,
         )
-
-
-def _has_nvidia_gpu() -> bool:
-    return Path("/dev/nvidiactl").exists()

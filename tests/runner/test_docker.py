@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 import pytest
-from helpers import assert_valid_result_file
+from helpers import assert_all_gpu_cells_skipped, assert_valid_result_file, run_gpu_matrix
 
 from bench.errors import UsageError
 from runner.images import DEFAULT_BASE, IMAGES, OFFLINE_BASE, REPO, BuildSettings, ensure_images
@@ -181,3 +181,11 @@ def test_docker_compose_v1_runs_the_openvino_cells_of_the_default_matrix(
         doc = assert_valid_result_file(path)
         assert doc["status"] == "ok" and doc["parity"]["verdict"] == "pass"
     assert "openvino" in proc.stdout  # the comparison table
+
+
+def test_make_bench_gpu_without_nvidia_runtime_skips_every_cell_up_front(docker_executor, tmp_path):
+    # `make bench-gpu` is this command: nothing is built or exported only to be skipped.
+    if docker_executor.gpu_reason is None:
+        pytest.skip("this engine has the NVIDIA runtime")
+    proc, run_dir, artifacts = run_gpu_matrix(tmp_path, "docker")
+    assert_all_gpu_cells_skipped(proc, run_dir, artifacts, "nvidia-container-toolkit")

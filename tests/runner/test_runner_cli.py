@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+from helpers import assert_all_gpu_cells_skipped, run_gpu_matrix
+
 
 def runner(*args, env=None):
     return subprocess.run(
@@ -52,3 +54,8 @@ def test_report_and_compare_of_missing_runs_are_usage_errors(tmp_path):
     assert proc.returncode == 2 and "not a run folder" in proc.stderr
     proc = runner("compare", str(tmp_path), str(tmp_path))
     assert proc.returncode == 2
+
+
+def test_gpu_matrix_on_a_host_without_a_gpu_skips_every_cell_up_front(tmp_path):
+    proc, run_dir, artifacts = run_gpu_matrix(tmp_path, "local")
+    assert_all_gpu_cells_skipped(proc, run_dir, artifacts, "NVIDIA driver")
