@@ -24,6 +24,8 @@ MAIN_HEADERS = (
     "GFLOP/s",
     "notes",
 )
+# GPU tables: both timing scopes side by side, and the device's memory.
+GPU_EXTRA_HEADERS = ("compute ms [95% CI]", "peak GPU MiB")
 PROBLEM_HEADERS = ("model", "framework", "device", "precision", "batch", "status", "reason")
 
 
@@ -43,7 +45,33 @@ def notes(result: CellResult) -> str:
         out.append(f"ran {runtime['precision_run']}")
     if runtime.get("performance_hint"):
         out.append(f"hint {runtime['performance_hint']}")
+    if runtime.get("tf32"):
+        out.append("TF32")
+    gpu = result.gpu or {}
+    if gpu.get("clocks_dropped"):
+        out.append(f"CLOCKS DROPPED ({gpu.get('clock_note')})")
     return ", ".join(out)
+
+
+def headers(device: str) -> tuple[str, ...]:
+    """The main table's columns: on a GPU, the end-to-end median is followed by the
+    compute-only one and the cell's peak device memory."""
+    if device == "cpu":
+        return MAIN_HEADERS
+    i = MAIN_HEADERS.index("median ms [95% CI]")
+    return (
+        *MAIN_HEADERS[:i],
+        "end-to-end ms [95% CI]",
+        *GPU_EXTRA_HEADERS,
+        *MAIN_HEADERS[i + 1 :],
+    )
+
+
+def _median_ci(stats: dict) -> str:
+    return (
+        f"{stats['median_ms']:.3f} "
+        f"[{stats['median_ci95_low_ms']:.3f}, {stats['median_ci95_high_ms']:.3f}]"
+    )
 
 
 def reference_median(result: CellResult, results: Iterable[CellResult]) -> float | None:
@@ -81,11 +109,20 @@ def main_row(r: CellResult, results: list[CellResult]) -> tuple[str, ...]:
     up = speedup(r, results)
     top1 = "-" if p["top1_agreement"] is None else f"{p['top1_agreement']:.3f}"
     gflops = r.timing.get("achieved_gflops_per_s")
+    gpu_columns: tuple[str, ...] = ()
+    if r.cell["device"] != "cpu":
+        compute = r.compute_timing
+        peak = (r.gpu or {}).get("peak_memory_mib")
+        gpu_columns = (
+            "-" if compute is None else _median_ci(compute["stats"]),
+            "-" if peak is None else f"{peak:.0f}",
+        )
     return (
         label(r.cell),
         r.cell["precision"],
         str(r.cell["batch_size"]),
-        f"{s['median_ms']:.3f} [{s['median_ci95_low_ms']:.3f}, {s['median_ci95_high_ms']:.3f}]",
+        _median_ci(s),
+        *gpu_columns,
         f"{s['p90_ms']:.3f}",
         f"{s['p99_ms']:.3f}",
         f"{r.timing['throughput_sps']:.1f}",
@@ -126,7 +163,7 @@ def terminal(results: list[CellResult]) -> str:
         if rows:
             parts.append(
                 f"{model} on {device}\n"
-                + tabulate(rows, MAIN_HEADERS, tablefmt="simple", disable_numparse=True)
+                + tabulate(rows, headers(device), tablefmt="simple", disable_numparse=True)
             )
     problems = problem_rows(results)
     if problems:

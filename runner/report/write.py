@@ -50,6 +50,11 @@ CSV_FIELDS = (
     "achieved_gflops_per_s",
     "load_ms",
     "cold_ms",
+    "compute_median_ms",
+    "compute_ci95_low_ms",
+    "compute_ci95_high_ms",
+    "peak_gpu_memory_mib",
+    "clocks_dropped",
     "precision_run",
     "parity_verdict",
     "worst_rel_l2",
@@ -81,7 +86,7 @@ def sections(results: list[CellResult]) -> list[Section]:
     for (device, model), group in tables.groups(results).items():
         rows = tables.main_rows(group, results)
         if rows:
-            out.append(Section(f"{model} on {device}", tables.MAIN_HEADERS, rows))
+            out.append(Section(f"{model} on {device}", tables.headers(device), rows))
     return out
 
 
@@ -163,7 +168,7 @@ def markdown(runs: list[Run]) -> str:
             f"  - frameworks: {env['frameworks']}",
             f"  - images: {env['images']}",
         ]
-    scopes = sorted({r.timing["scope"] for r in results if r.timing})
+    scopes = sorted({t["scope"] for r in results for t in (r.timing, r.compute_timing) if t})
     lines += [
         "",
         "Timing scope: " + "; ".join(f"`{s}`: {SCOPE_DESCRIPTIONS[s]}" for s in scopes),
@@ -201,6 +206,7 @@ def csv_text(runs: list[Run]) -> str:
         for r in run.results:
             c, s = r.cell, (r.timing or {}).get("stats", {})
             p, rt, t = r.parity or {}, r.runtime or {}, r.timing or {}
+            cs = (r.compute_timing or {}).get("stats", {})
             up = tables.speedup(r, all_results) if r.status == "ok" else None
             writer.writerow(
                 {
@@ -232,6 +238,11 @@ def csv_text(runs: list[Run]) -> str:
                     "achieved_gflops_per_s": t.get("achieved_gflops_per_s"),
                     "load_ms": t.get("load_ms"),
                     "cold_ms": t.get("cold_ms"),
+                    "compute_median_ms": cs.get("median_ms"),
+                    "compute_ci95_low_ms": cs.get("median_ci95_low_ms"),
+                    "compute_ci95_high_ms": cs.get("median_ci95_high_ms"),
+                    "peak_gpu_memory_mib": (r.gpu or {}).get("peak_memory_mib"),
+                    "clocks_dropped": (r.gpu or {}).get("clocks_dropped"),
                     "precision_run": rt.get("precision_run"),
                     "parity_verdict": p.get("verdict"),
                     "worst_rel_l2": p.get("worst_rel_l2"),
@@ -254,7 +265,7 @@ def html(runs: list[Run], plot_files: list[Path]) -> str:
     )
     pngs = [p for p in plot_files if p.suffix == ".png"]
     images = [{"name": p.stem, "data": base64.b64encode(p.read_bytes()).decode()} for p in pngs]
-    scopes = sorted({r.timing["scope"] for r in results if r.timing})
+    scopes = sorted({t["scope"] for r in results for t in (r.timing, r.compute_timing) if t})
     return env.get_template("report.html.j2").render(
         environments=environment(runs),
         scopes=[(s, SCOPE_DESCRIPTIONS[s]) for s in scopes],
