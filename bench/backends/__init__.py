@@ -40,3 +40,6 @@ BACKENDS.add(
     BackendEntry("onnxruntime", "bench.backends.onnxruntime", "OnnxRuntimeBackend", "onnxruntime"),
 )
 BACKENDS.add("tvm", BackendEntry("tvm", "bench.backends.tvm", "TvmBackend", "tvm"))
+BACKENDS.add(
+    "tensorrt", BackendEntry("tensorrt", "bench.backends.tensorrt", "TensorRtBackend", "tensorrt")
+)

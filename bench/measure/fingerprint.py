@@ -30,6 +30,9 @@ RELEVANT_PACKAGES = (
     "apache-tvm",
     "apache-tvm-ffi",
     "tensorrt",
+    "tensorrt-cu13",
+    "cuda-python",
+    "cuda-bindings",
     "opencv-python-headless",
     "scikit-image",
 )

@@ -1,0 +1,153 @@
+"""The reduced-precision ONNX graphs that TensorRT 11 builds fp16 and int8 engines from.
+
+TensorRT 11 removed weak typing: there is no BuilderFlag.FP16 or BuilderFlag.INT8 and no INT8
+calibrator any more; every network is strongly typed, so the precision of each tensor is the
+one written in the ONNX graph. A reduced-precision cell therefore starts from a rewritten graph:
+
+- fp16: every float tensor and initializer converted to float16, the model's inputs and outputs
+  kept float32 (ONNX Runtime's float16 converter, with `keep_io_types`).
+- int8: explicit quantization, QuantizeLinear/DequantizeLinear pairs placed by ONNX Runtime's
+  static quantizer and calibrated on the artifact's sample images: symmetric int8 activations
+  and symmetric per-channel int8 weights (zero points 0, as TensorRT requires), float biases.
+
+This runs on the CPU with onnx and onnxruntime only, so it is tested where there is no GPU; the
+graphs are cached because calibration costs as much as an engine build on small models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from bench.artifact import Artifact
+from bench.fsutil import atomic_path, cache_dir
+
+# Where TensorRT gains from int8 and what NVIDIA's quantization tools put Q/DQ pairs in front
+# of: the weighted layers. Elementwise ops stay float and TensorRT fuses them into the int8
+# kernels around them; quantizing them too would only add rounding.
+QDQ_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+# Everything that decides the rewritten graph, besides the model and the calibration data: part
+# of the cache keys, so that changing the recipe never reuses an old graph or engine.
+RECIPES: dict[str, dict[str, object]] = {
+    "fp16": {"tool": "onnxruntime.transformers.float16", "keep_io_types": True},
+    "int8": {
+        "tool": "onnxruntime.quantization.quantize_static",
+        "format": "QDQ",
+        "activations": "int8 symmetric per-tensor",
+        "weights": "int8 symmetric per-channel",
+        "bias": "float",
+        "calibration": "MinMax",
+        "op_types": list(QDQ_OP_TYPES),
+    },
+}
+
+
+def recipe_digest(precision: str) -> str:
+    """A short hash of the rewrite recipe of `precision` and the onnxruntime version doing it."""
+    import onnxruntime
+
+    doc = {"recipe": RECIPES[precision], "onnxruntime": onnxruntime.__version__}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def calibration_digest(inputs: np.ndarray) -> str:
+    """sha256 of the calibration samples: their dtype, shape and bytes."""
+    digest = hashlib.sha256(f"{inputs.dtype.str}{list(inputs.shape)}".encode())
+    digest.update(np.ascontiguousarray(inputs).tobytes())
+    return digest.hexdigest()
+
+
+def calibration_batches(inputs: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Every sample at least once, in batches of exactly `batch_size` (a model with a fixed
+    batch takes no other), wrapping around to the first samples to fill the last batch."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, not {batch_size}")
+    n = len(inputs)
+    if n == 0:
+        raise ValueError("no calibration samples")
+    return [
+        np.ascontiguousarray(inputs[(start + np.arange(batch_size)) % n])
+        for start in range(0, n, batch_size)
+    ]
+
+
+def convert_fp16(onnx_path: Path, out_path: Path) -> Path:
+    """Write the float16 version of a float32 graph, keeping float32 inputs and outputs."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(onnx_path)), keep_io_types=True)
+    with atomic_path(out_path) as tmp:
+        onnx.save(model, str(tmp))
+    return out_path
+
+
+def quantize_qdq(
+    onnx_path: Path, out_path: Path, input_name: str, inputs: np.ndarray, batch_size: int = 1
+) -> Path:
+    """Write the explicitly quantized (QDQ) graph, calibrated on `inputs`."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class _Samples(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches = iter(calibration_batches(inputs, batch_size))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self._batches, None)
+            return None if batch is None else {input_name: batch}
+
+    with atomic_path(out_path) as tmp:
+        quantize_static(
+            str(onnx_path),
+            str(tmp),
+            _Samples(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(QDQ_OP_TYPES),
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            # TensorRT takes int8 Q/DQ with zero point 0 only: symmetric scales for both. Its
+            # Q/DQ layers have no int32 type, so biases stay float (it fuses them itself).
+            extra_options={
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "QuantizeBias": False,
+            },
+        )
+    return out_path
+
+
+def reduced_precision_onnx(artifact: Artifact, precision: str) -> tuple[Path, bool]:
+    """The cached graph TensorRT builds a `precision` engine from: (path, reused?).
+
+    fp32 is the artifact's own graph. The cache key holds the artifact's content hash, the
+    recipe (with the onnxruntime version) and, for int8, the calibration samples' hash."""
+    if precision == "fp32":
+        return artifact.onnx_path, True
+    if precision not in RECIPES:
+        raise ValueError(f"no ONNX rewrite for precision {precision!r}")
+    parts = [artifact.key[:16], precision, recipe_digest(precision)]
+    if precision == "int8":
+        parts.append(calibration_digest(artifact.inputs)[:16])
+    path = cache_dir("tensorrt", "onnx", "-".join(parts) + ".onnx")
+    if path.is_file():
+        return path, True
+    if precision == "fp16":
+        convert_fp16(artifact.onnx_path, path)
+    else:
+        fixed = artifact.meta["inputs"][0]["shape"][0]
+        # A dynamic batch calibrates one sample at a time; a fixed one only takes its own.
+        batch = fixed if isinstance(fixed, int) else 1
+        quantize_qdq(artifact.onnx_path, path, artifact.input_name, artifact.inputs, batch)
+    return path, False
