@@ -1,4 +1,5 @@
-"""The reduced-precision ONNX graphs that TensorRT 11 builds fp16 and int8 engines from.
+"""Reduced-precision ONNX graphs: what TensorRT 11 builds fp16 and int8 engines from, and the
+fp16 graph ONNX Runtime's CUDA execution provider runs.
 
 TensorRT 11 removed weak typing: there is no BuilderFlag.FP16 or BuilderFlag.INT8 and no INT8
 calibrator any more; every network is strongly typed, so the precision of each tensor is the
@@ -129,7 +130,8 @@ def quantize_qdq(
 
 
 def reduced_precision_onnx(artifact: Artifact, precision: str) -> tuple[Path, bool]:
-    """The cached graph TensorRT builds a `precision` engine from: (path, reused?).
+    """The artifact's graph typed for `precision`, cached: (path, reused?). TensorRT 11
+    (strongly typed) builds its engines from it, and ORT's CUDA EP runs its fp16 copy.
 
     fp32 is the artifact's own graph. The cache key holds the artifact's content hash, the
     recipe (with the onnxruntime version) and, for int8, the calibration samples' hash."""
@@ -140,7 +142,7 @@ def reduced_precision_onnx(artifact: Artifact, precision: str) -> tuple[Path, bo
     parts = [artifact.key[:16], precision, recipe_digest(precision)]
     if precision == "int8":
         parts.append(calibration_digest(artifact.inputs)[:16])
-    path = cache_dir("tensorrt", "onnx", "-".join(parts) + ".onnx")
+    path = cache_dir("onnx", "-".join(parts) + ".onnx")
     if path.is_file():
         return path, True
     if precision == "fp16":

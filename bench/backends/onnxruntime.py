@@ -1,13 +1,21 @@
-"""ONNX Runtime, CPU execution provider, configured as its documentation recommends for
-latency: all graph optimisations, sequential execution, an explicit intra-op thread count."""
+"""ONNX Runtime. On CPU, the CPU execution provider configured as its documentation recommends
+for latency: all graph optimisations, sequential execution, an explicit intra-op thread count.
+On CUDA, the CUDA or TensorRT EP (option `ep`) on the same session options, with IO binding for
+the device-compute scope (see bench/backends/ort_cuda.py for the providers and fp16)."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import onnxruntime as ort
 
+from bench.backends import ort_cuda
 from bench.backends.base import Backend
+from bench.backends.cuda import cuda_unavailable_reason
 from bench.errors import Unsupported
+from bench.quantize import reduced_precision_onnx
 
 # Errors by which ONNX Runtime says it cannot run a graph, as opposed to crashing.
 _UNSUPPORTED_ERRORS = tuple(
@@ -19,23 +27,58 @@ _UNSUPPORTED_ERRORS = tuple(
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}
+    option_names = ("ep",)
+
+    def _device_unavailable(self) -> str | None:
+        return cuda_unavailable_reason() if self.cell.device == "cuda" else None
 
     def _load(self) -> None:
+        self.ep = ort_cuda.ep_option(self.cell)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.cell.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.model_path, providers = self.artifact.onnx_path, ["CPUExecutionProvider"]
+        if self.ep != "cpu":
+            self.model_path, providers = self._gpu_setup()
         try:
-            self.session = ort.InferenceSession(
-                str(self.artifact.onnx_path), options, providers=["CPUExecutionProvider"]
-            )
+            self.session = ort.InferenceSession(str(self.model_path), options, providers=providers)
         except _UNSUPPORTED_ERRORS as exc:
             raise Unsupported(f"onnxruntime: {exc}") from exc
+        if self.ep != "cpu":
+            ort_cuda.require_active(self.session, self.ep)
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.binding = None
+
+    def _gpu_setup(self) -> tuple[Path, list]:
+        """The graph and providers of a cuda cell, after checking the EP can load at all."""
+        ort_cuda.require_gpu_build(self.ep)
+        ort_cuda.preload_cuda_libraries()
+        precision, key = self.cell.precision, self.artifact.key
+        if self.ep == "tensorrt":
+            if reason := ort_cuda.tensorrt_unavailable_reason():
+                raise Unsupported(reason)
+            # TensorRT converts to fp16 itself (trt_fp16_enable): it gets the fp32 graph.
+            cache = ort_cuda.trt_cache_dir(key, precision, self.cell.batch_size)
+            cache.mkdir(parents=True, exist_ok=True)
+            return self.artifact.onnx_path, ort_cuda.providers("tensorrt", precision, cache)
+        path = self.artifact.onnx_path
+        if precision == "fp16":  # the CUDA EP runs the types the graph has: a float16 copy
+            path, _ = reduced_precision_onnx(self.artifact, "fp16")
+        return path, ort_cuda.providers("cuda", precision)
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # Host arrays in and out: on CUDA, ORT copies them to and from the device in run().
         return dict(zip(self.output_names, self.session.run(self.output_names, feed), strict=True))
+
+    def _stage(self, feed: dict[str, np.ndarray]) -> None:
+        self.binding = ort_cuda.bind(self.session, feed)
+
+    def _run_staged(self) -> None:
+        self.session.run_with_iobinding(self.binding)
+        self.binding.synchronize_outputs()  # returns once the device has finished
 
     def framework_version(self) -> str:
         return ort.__version__
@@ -43,7 +86,7 @@ class OnnxRuntimeBackend(Backend):
     def _runtime_info(self) -> dict[str, object]:
         options = self.session.get_session_options()
         input_types = {i.type for i in self.session.get_inputs()}
-        return {
+        info: dict[str, object] = {
             # The graph's tensors are what the CPU EP computes in: float32 in, float32 math.
             "precision_run": "fp32" if input_types == {"tensor(float)"} else ",".join(input_types),
             "threads": options.intra_op_num_threads,
@@ -52,6 +95,28 @@ class OnnxRuntimeBackend(Backend):
             "graph_optimization_level": str(options.graph_optimization_level),
             "execution_mode": str(options.execution_mode),
         }
+        if self.ep != "cpu":
+            info.update(self._gpu_info())
+        return info
+
+    def _gpu_info(self) -> dict[str, object]:
+        # The options the session actually runs with, as ORT reports them.
+        effective = self.session.get_provider_options()
+        cuda = effective.get("CUDAExecutionProvider", {})
+        trt = effective.get("TensorrtExecutionProvider", {})
+        if self.ep == "tensorrt":
+            # TensorRT picks each layer's kernel; fp16 enabled lets it choose fp16 ones.
+            precision = "fp16" if trt.get("trt_fp16_enable") == "1" else "fp32"
+        else:
+            precision = ort_cuda.graph_precision(self.model_path)
+        return {
+            "precision_run": precision,
+            "execution_provider": ort_cuda.EPS[self.ep],
+            "tf32": cuda.get("use_tf32") == "1",
+            "cudnn_conv_algo_search": cuda.get("cudnn_conv_algo_search"),
+            "model_file": str(self.model_path),
+            **({"trt_options": trt} if trt else {}),
+        }
 
     def _close(self) -> None:
-        self.session = None
+        self.session = self.binding = None

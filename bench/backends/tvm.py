@@ -17,15 +17,22 @@
   `load_ms` includes tuning; `tuning_s` (0 when reused) and `compile_s` say how it splits.
 - The thread budget is TVM's runtime thread pool, read back from it; MetaSchedule's measuring
   processes inherit it (`TVM_NUM_THREADS`), so kernels are tuned for the threads they run with.
+- On CUDA (bench/backends/tvm_cuda.py) the target is device 0's compute capability; untuned
+  kernels get dlight's default GPU schedules (the result says which rules scheduled how many),
+  tuning is the same MetaSchedule path and database cache (the target is part of its key) with
+  dlight for what it did not reach and no weight prepacking (a CPU layout rewrite). Weights
+  move to the GPU once, at load; the generated CUDA is compiled by NVRTC.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import onnx
@@ -35,7 +42,9 @@ from tvm.relax import transform as rx
 from tvm.relax.frontend.onnx import from_onnx
 from tvm.s_tir import meta_schedule as ms
 
+from bench.backends import tvm_cuda
 from bench.backends.base import Backend
+from bench.backends.cuda import cuda_unavailable_reason
 from bench.errors import Unsupported
 from bench.fsutil import atomic_write_text, cache_dir
 
@@ -75,9 +84,26 @@ def build_candidate(mod: tvm.IRModule, target: tvm.target.Target, _params: objec
     return build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
 
 
+def prepare_for_tuning(mod: tvm.IRModule, target: tvm.target.Target, prepack: bool) -> tvm.IRModule:
+    """The passes static_shape_tuning_pipeline runs before it tunes (prepack: CPU only)."""
+    with target:
+        return tvm.transform.Sequential(
+            [
+                rx.DecomposeOpsForInference(),
+                rx.CanonicalizeBindings(),
+                relax.pipeline.zero_pipeline(),
+                *([rx.AttachAttrLayoutFreeBuffers()] if prepack else []),
+            ]
+        )(mod)
+
+
 class TvmBackend(Backend):
     name = "tvm"
+    precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32",), "cuda": ("fp32",)}
     option_names = ("trials", "trials_per_task")
+
+    def _device_unavailable(self) -> str | None:
+        return cuda_unavailable_reason() if self.cell.device == "cuda" else None
 
     def _load(self) -> None:
         start = time.perf_counter()
@@ -91,7 +117,13 @@ class TvmBackend(Backend):
                 f"TVM's thread pool here was created earlier with {threads} threads and cannot "
                 "grow; run cells with more threads in a new process"
             )
-        self.target = host_target(self.cell.threads)
+        self.on_cuda = self.cell.device == "cuda"
+        if self.on_cuda:
+            tvm_cuda.use_nvrtc_headers()
+            self.target, self.device = tvm_cuda.device_target(), tvm.cuda(0)
+        else:
+            self.target, self.device = host_target(self.cell.threads), tvm.cpu()
+        self.prepack = self.trials > 0 and not self.on_cuda
         target = tvm.target.Target(self.target)
         shape = [self.cell.batch_size, *self.artifact.inputs.shape[1:]]
         graph = onnx.load(str(self.artifact.onnx_path))  # an unreadable file is a failure
@@ -104,13 +136,23 @@ class TvmBackend(Backend):
         mod, params = relax.frontend.detach_params(mod)
         self.tuning_s, self.tuning_reused, self.tuning_database = 0.0, False, None
         self.trials_run, self.records = 0, 0  # this load's successful trials; the database's
+        self.schedule_rules: dict[str, int] = {}
         if self.trials:
             mod = self._tune(mod, target)
-        self.vm = relax.VirtualMachine(tvm.compile(mod, target=target), tvm.cpu())
+        elif self.on_cuda:
+            mod = prepare_for_tuning(mod, target, prepack=False)
+        if self.on_cuda:  # a GPU kernel must be scheduled to build: dlight takes the rest
+            mod, self.schedule_rules = tvm_cuda.default_gpu_schedule(mod, target)
+        # NVRTC compiles for the arch of the current target (on CUDA, when the module loads).
+        with target if self.on_cuda else contextlib.nullcontext():
+            self.vm = relax.VirtualMachine(tvm.compile(mod, target=target), self.device)
         weights = params.get("main", [])
-        if self.trials:  # the prepacked layouts: transformed once, here, not in every call
+        if self.prepack:  # the prepacked layouts: transformed once, here, not in every call
             weights = self.vm["main_transform_params"](weights)
+        if self.on_cuda:  # on the GPU once, not copied in every call
+            weights = [w.copyto(self.device) for w in weights]
         self.weights, self.main = list(weights), self.vm["main"]
+        self.staged = None
         self.compile_s = time.perf_counter() - start - self.tuning_s
 
     def _budget(self) -> tuple[int, int]:
@@ -135,15 +177,7 @@ class TvmBackend(Backend):
             started = time.perf_counter()
             work_dir.mkdir(parents=True, exist_ok=True)
             before = valid_records(work_dir)
-            with target:  # the passes static_shape_tuning_pipeline runs before it tunes
-                prepared = tvm.transform.Sequential(
-                    [
-                        rx.DecomposeOpsForInference(),
-                        rx.CanonicalizeBindings(),
-                        relax.pipeline.zero_pipeline(),
-                        rx.AttachAttrLayoutFreeBuffers(),
-                    ]
-                )(mod)
+            prepared = prepare_for_tuning(mod, target, self.prepack)
             ms.relax_integration.tune_relax(
                 prepared,
                 {},
@@ -165,16 +199,25 @@ class TvmBackend(Backend):
             atomic_write_text(done_file, json.dumps(budget))
         self.tuning_database, self.records = str(work_dir), valid_records(work_dir)
         return relax.pipeline.static_shape_tuning_pipeline(
-            0, target, str(work_dir), cpu_weight_prepack=True
+            0, target, str(work_dir), cpu_weight_prepack=self.prepack
         )(mod)
 
     def _threads(self) -> int:
         return int(tvm.get_global_func("runtime.NumThreads")())
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = self.main(tvm.runtime.tensor(feed[self.artifact.input_name]), *self.weights)
+        x = tvm.runtime.tensor(feed[self.artifact.input_name], device=self.device)
+        out = self.main(x, *self.weights)
         outputs = list(out) if isinstance(out, tvm.ir.Array) else [out]
+        # .numpy() copies to the host, after the device has finished.
         return {n: o.numpy() for n, o in zip(self.artifact.output_names, outputs, strict=True)}
+
+    def _stage(self, feed: dict[str, np.ndarray]) -> None:
+        self.staged = tvm.runtime.tensor(feed[self.artifact.input_name], device=self.device)
+
+    def _run_staged(self) -> None:
+        self.main(self.staged, *self.weights)  # outputs stay on the device
+        self.device.sync()  # kernel launches are asynchronous
 
     def framework_version(self) -> str:
         return tvm.__version__
@@ -192,10 +235,20 @@ class TvmBackend(Backend):
             "tuning_s": self.tuning_s,
             "tuning_reused": self.tuning_reused,
             "tuning_database": self.tuning_database,
-            "weight_prepack": self.trials > 0,
+            "weight_prepack": self.prepack,
             "compile_s": self.compile_s,
+            **(self._cuda_info() if self.on_cuda else {}),
+        }
+
+    def _cuda_info(self) -> dict[str, object]:
+        return {
+            "device_name": self.device.device_name,
+            "compute_version": self.device.compute_version,
+            # Kernels per dlight rule; with tuning, those MetaSchedule's database did not cover.
+            "schedule_rules": self.schedule_rules,
+            "cuda_compiler": os.environ.get("TVM_CUDA_COMPILE_MODE", "nvrtc"),
         }
 
     def _close(self) -> None:
-        self.vm = self.main = None
+        self.vm = self.main = self.staged = None
         self.weights = []

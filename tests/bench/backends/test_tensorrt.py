@@ -166,7 +166,7 @@ def cache(tmp_path, monkeypatch):
 
 def test_fp16_graph_is_half_inside_float_outside_and_passes_fp16_parity(small_artifact, cache):
     path, reused = reduced_precision_onnx(small_artifact, "fp16")
-    assert not reused and path.is_relative_to(cache / "tensorrt")
+    assert not reused and path.is_relative_to(cache / "onnx")
     model = onnx.load(str(path))
     floats = onnx.TensorProto.FLOAT
     assert [i.type.tensor_type.elem_type for i in model.graph.input] == [floats]

@@ -1,0 +1,153 @@
+"""ONNX Runtime's CUDA configuration, tested without a GPU: options, providers, caches, the
+fp16 graph (converted and run for real on the CPU EP), IO binding, and the skip of a cuda cell.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from helpers import SMALL_MODEL, run_cell_to_file
+
+from bench.backends import ort_cuda
+from bench.backends.cuda import cuda_unavailable_reason
+from bench.backends.onnxruntime import OnnxRuntimeBackend
+from bench.cell import Cell
+from bench.errors import Unsupported
+from bench.quantize import reduced_precision_onnx
+
+NO_GPU = pytest.mark.skipif(cuda_unavailable_reason() is None, reason="this host has a GPU")
+
+
+def _cell(device="cuda", **options):
+    return Cell(
+        model=SMALL_MODEL, framework="onnxruntime", device=device, options=tuple(options.items())
+    )
+
+
+def test_the_ep_option():
+    assert ort_cuda.ep_option(_cell()) == "cuda"
+    assert ort_cuda.ep_option(_cell(ep="tensorrt")) == "tensorrt"
+    assert ort_cuda.ep_option(_cell("cpu")) == "cpu"
+    with pytest.raises(Unsupported, match="one of cuda, tensorrt, not 'rocm'"):
+        ort_cuda.ep_option(_cell(ep="rocm"))
+    with pytest.raises(Unsupported, match="applies to cuda cells"):
+        ort_cuda.ep_option(_cell("cpu", ep="cuda"))
+
+
+def test_the_providers_of_each_ep(tmp_path):
+    cuda = ("CUDAExecutionProvider", {"device_id": "0", "cudnn_conv_algo_search": "EXHAUSTIVE",
+                                      "use_tf32": "0"})  # fmt: skip
+    assert ort_cuda.providers("cuda", "fp32") == [cuda]
+    assert ort_cuda.providers("cuda", "fp16") == [cuda]  # fp16 is in the graph itself
+    trt, fallback = ort_cuda.providers("tensorrt", "fp16", tmp_path)
+    assert fallback == cuda
+    assert trt == (
+        "TensorrtExecutionProvider",
+        {
+            "device_id": "0",
+            "trt_fp16_enable": "1",
+            "trt_engine_cache_enable": "1",
+            "trt_engine_cache_path": str(tmp_path),
+            "trt_timing_cache_enable": "1",
+            "trt_timing_cache_path": str(tmp_path),
+        },
+    )
+    assert ort_cuda.providers("tensorrt", "fp32", tmp_path)[0][1]["trt_fp16_enable"] == "0"
+
+
+def test_the_tensorrt_cache_is_keyed_by_artifact_ort_precision_and_batch(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEPLOYBENCH_CACHE", str(tmp_path))
+    key = "ab" * 32
+    path = ort_cuda.trt_cache_dir(key, "fp16", 1)
+    assert path.parent == tmp_path / "ort-trt" and path.name.startswith(key[:16] + "-")
+    assert ort_cuda.trt_cache_dir(key, "fp16", 1) == path
+    others = {
+        ort_cuda.trt_cache_dir(key, "fp32", 1),
+        ort_cuda.trt_cache_dir(key, "fp16", 8),
+        ort_cuda.trt_cache_dir("cd" * 32, "fp16", 1),
+    }
+    monkeypatch.setattr(ort, "__version__", "0.0.1")
+    others.add(ort_cuda.trt_cache_dir(key, "fp16", 1))
+    assert len(others) == 4 and path not in others
+
+
+def test_the_fp16_graph_is_converted_once_and_runs(small_artifact, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEPLOYBENCH_CACHE", str(tmp_path))
+    path, reused = reduced_precision_onnx(small_artifact, "fp16")
+    assert path.is_relative_to(tmp_path / "onnx") and not reused
+    assert ort_cuda.graph_precision(path) == "fp16"
+    assert ort_cuda.graph_precision(small_artifact.onnx_path) == "fp32"
+    mtime = path.stat().st_mtime_ns
+    assert reduced_precision_onnx(small_artifact, "fp16") == (path, True)
+    assert path.stat().st_mtime_ns == mtime  # cached, not converted again
+
+    # float32 in and out (keep_io_types), float16 inside: ORT's CPU EP runs it too.
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert {i.type for i in session.get_inputs() + session.get_outputs()} == {"tensor(float)"}
+    x = small_artifact.inputs
+    (y,) = session.run(None, {small_artifact.input_name: x})
+    reference = small_artifact.references[small_artifact.output_names[0]]
+    assert np.linalg.norm(y - reference) / np.linalg.norm(reference) < 2e-2
+    assert (y.argmax(1) == reference.argmax(1)).mean() >= 7 / 8
+
+
+def test_io_binding_stages_the_input_once(small_artifact):
+    # The binding the compute scope uses, on the device ORT has here.
+    session = ort.InferenceSession(
+        str(small_artifact.onnx_path), providers=["CPUExecutionProvider"]
+    )
+    feed = {small_artifact.input_name: small_artifact.inputs[:1]}
+    binding = ort_cuda.bind(session, feed, device="cpu")
+    session.run_with_iobinding(binding)
+    binding.synchronize_outputs()
+    (staged,) = binding.copy_outputs_to_cpu()
+    np.testing.assert_allclose(staged, session.run(None, feed)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_cpu_session_is_never_taken_for_a_cuda_one(small_artifact):
+    session = ort.InferenceSession(
+        str(small_artifact.onnx_path), providers=["CPUExecutionProvider"]
+    )
+    with pytest.raises(RuntimeError, match="did not activate CUDAExecutionProvider"):
+        ort_cuda.require_active(session, "cuda")
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in ort.get_available_providers(), reason="onnxruntime-gpu here"
+)
+def test_a_cpu_only_onnxruntime_says_which_package_runs_cuda():
+    with pytest.raises(RuntimeError, match="need onnxruntime-gpu"):
+        ort_cuda.require_gpu_build("cuda")
+
+
+def test_tensorrt_libraries_absent_are_a_reason():
+    reason = ort_cuda.tensorrt_unavailable_reason()
+    try:
+        import ctypes
+
+        for lib in ort_cuda.TENSORRT_LIBS:
+            ctypes.CDLL(lib)
+    except OSError:
+        assert "TensorRT 10" in reason and "NVIDIA's package index" in reason
+    else:
+        assert reason is None
+
+
+def test_only_cuda_cells_have_a_compute_scope(small_artifact):
+    assert not OnnxRuntimeBackend(small_artifact, _cell("cpu")).has_compute_scope
+    assert OnnxRuntimeBackend(small_artifact, _cell()).has_compute_scope
+
+
+@NO_GPU
+@pytest.mark.parametrize(("precision", "options"), [("fp32", ()), ("fp16", (("ep", "tensorrt"),))])
+def test_a_cuda_cell_without_a_gpu_is_skipped_with_the_reason(
+    small_artifact, tmp_path, precision, options
+):
+    doc = run_cell_to_file(
+        small_artifact, tmp_path, "onnxruntime", device="cuda", precision=precision,
+        options=options,
+    )  # fmt: skip
+    assert doc["status"] == "skipped"
+    assert doc["reason"] == cuda_unavailable_reason()
+    assert doc["timing"] is None and doc["parity"] is None
