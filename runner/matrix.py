@@ -209,22 +209,36 @@ def _check_settings(doc: dict, check: _Checker) -> tuple[TimingConfig | None, di
         opts = {}
     for fw, values in opts.items():
         check.choice(("framework_options", fw), fw, BACKENDS.names(), "framework")
-        if not isinstance(values, dict):
-            check.add(("framework_options", fw), "must be a mapping of option: value")
+        variants = values if isinstance(values, list) else [values]
+        if not variants or not all(isinstance(v, dict) for v in variants):
+            check.add(
+                ("framework_options", fw),
+                "must be a mapping of option: value, or a list of such mappings (one per variant)",
+            )
     timeout = doc.get("cell_timeout_s", 1800)
     if not isinstance(timeout, (int, float)) or timeout <= 0:
         check.add(("cell_timeout_s",), f"must be a positive number of seconds, not {timeout!r}")
     return timing, {k: v for k, v in export_doc.items() if k in EXPORT_KEYS}, threads
 
 
-def option_variants(options: dict[str, Any]) -> list[tuple[tuple[str, str], ...]]:
-    """A list value is a variant axis: {trials: [0, 64], hint: latency} gives two cells."""
+def option_variants(
+    options: dict[str, Any] | list[dict[str, Any]],
+) -> list[tuple[tuple[str, str], ...]]:
+    """A list value is a variant axis: {trials: [0, 64], hint: latency} gives two cells.
+
+    A null in a list is the variant without that option, so {compile: [null, max-autotune]}
+    keeps the plain framework (the `vs torch` reference) beside the compiled one. A list of
+    mappings names the variants one by one: [{}, {compile: max-autotune}, {cuda_graphs: 1}]."""
+    if isinstance(options, list):
+        every = [v for mapping in options for v in option_variants(mapping)]
+        return list(dict.fromkeys(every))
     keys = sorted(options)
     choices = [v if isinstance(v, list) else [v] for v in (options[k] for k in keys)]
-    return [
-        tuple((k, str(v)) for k, v in zip(keys, combo, strict=True))
+    variants = [
+        tuple((k, str(v)) for k, v in zip(keys, combo, strict=True) if v is not None)
         for combo in itertools.product(*choices)
     ]
+    return list(dict.fromkeys(variants))
 
 
 def _excluded(values: dict[str, Any], rules: list[dict]) -> bool:

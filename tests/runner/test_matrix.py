@@ -59,6 +59,34 @@ def test_list_valued_options_are_variants():
     assert len({c.id for c in m.cells}) == len(m.cells)
 
 
+def test_a_null_variant_is_the_cell_without_that_option():
+    from runner.matrix import option_variants
+
+    assert option_variants({"compile": [None, "max-autotune"], "channels_last": 1}) == [
+        (("channels_last", "1"),),
+        (("channels_last", "1"), ("compile", "max-autotune")),
+    ]
+    assert option_variants({"cuda_graphs": [None, 1], "compile": [None]}) == [
+        (),
+        (("cuda_graphs", "1"),),
+    ]
+
+
+def test_a_list_of_mappings_names_each_variant():
+    from runner.matrix import option_variants
+
+    variants = [{}, {"compile": "max-autotune"}, {"cuda_graphs": 1, "channels_last": [0, 1]}]
+    assert option_variants(variants) == [
+        (),
+        (("compile", "max-autotune"),),
+        (("channels_last", "0"), ("cuda_graphs", "1")),
+        (("channels_last", "1"), ("cuda_graphs", "1")),
+    ]
+    m = parse_matrix(VALID.replace("openvino: {hint: latency}", "torch: [{}, {channels_last: 1}]"))
+    torch_cells = [c for c in m.cells if c.framework == "torch"]
+    assert {c.options for c in torch_cells} == {(), (("channels_last", "1"),)}
+
+
 def test_every_problem_is_reported_at_once_with_its_location():
     text = """name: bad
 models: [resnet5, resnet50]
