@@ -55,7 +55,7 @@ def device_target() -> dict[str, object]:
         raise RuntimeError(
             "TVM's CUDA runtime sees no device although the driver does: libtvm_runtime_cuda.so "
             "did not load at `import tvm` (it needs libcudart.so.13 on the loader path; the "
-            "tvm-gpu image's base has it, in a venv add nvidia/cu13/lib to LD_LIBRARY_PATH)"
+            "tvm-gpu image sets it, in a venv add nvidia/cu13/lib to LD_LIBRARY_PATH)"
         )
     return json.loads(str(tvm.target.Target(cuda_target(device.compute_version))))
 

@@ -144,7 +144,9 @@ def test_compose_file_is_valid_for_docker_compose_v1(tmp_path):
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
-    assert {"export", "torch-cpu", "ort-cpu", "ov-cpu", "tvm-cpu"} <= set(proc.stdout.split())
+    services = set(proc.stdout.split())
+    assert {"export", "torch-cpu", "ort-cpu", "ov-cpu", "tvm-cpu"} <= services
+    assert {"torch-gpu", "ort-gpu", "trt-gpu", "tvm-gpu"} <= services  # one per GPU image
 
 
 def test_docker_compose_v1_runs_the_openvino_cells_of_the_default_matrix(
