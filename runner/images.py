@@ -278,4 +278,17 @@ def ensure_images(
         else:
             log(f"{spec.name}: building")
             ids[spec.name] = build_image(client, spec, settings, log)
+    if reclaimed := prune_superseded(client):
+        log(f"removed superseded deploybench images ({reclaimed / 2**30:.1f} GiB)")
     return ids
+
+
+def prune_superseded(client: object) -> int:
+    """Remove this project's untagged images: the build stages and the images a rebuild
+    replaced. Every change to bench/ rebuilds every image (the torch ones are 6.5 GB), so
+    without this a few rebuilds fill a disk. Returns the bytes reclaimed."""
+    reclaimed = 0
+    for label in (f"{LABEL_PREFIX}.stage=build", f"{LABEL_PREFIX}.context-sha256"):
+        pruned = client.images.prune(filters={"dangling": True, "label": label})
+        reclaimed += pruned.get("SpaceReclaimed") or 0
+    return reclaimed

@@ -98,8 +98,12 @@ def use_nvrtc_headers() -> str:
             "TVM compiles CUDA with NVRTC through the cuda-bindings package, which is not "
             "installed (the tvm-gpu image has it)"
         )
-    if "CUDA_PATH" in os.environ or shutil.which("nvcc"):
-        return os.environ.get("CUDA_PATH") or str(Path(shutil.which("nvcc")).parents[1])
+    if "CUDA_PATH" in os.environ:
+        return os.environ["CUDA_PATH"]
+    nvcc = shutil.which("nvcc")
+    # Only a toolkit whose headers are really there: an nvcc wrapper of a removed toolkit is not.
+    if nvcc and (Path(nvcc).resolve().parents[1] / "include" / "cuda_runtime.h").is_file():
+        return str(Path(nvcc).resolve().parents[1])
     from cuda import pathfinder
 
     cudart = pathfinder.find_nvidia_header_directory("cudart")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from helpers import assert_all_gpu_cells_skipped, assert_valid_result_file, run_gpu_matrix
@@ -125,6 +126,10 @@ def test_gpu_cells_without_nvidia_runtime_are_skipped(
 
 
 def test_images_are_up_to_date_and_labelled(docker_executor):
+    # ensure_images (in the fixture) left no superseded or build-stage image behind.
+    for label in ("ai.deploybench.stage=build", "ai.deploybench.context-sha256"):
+        filters = {"dangling": True, "label": label}
+        assert docker_executor.client.images.list(filters=filters) == []
     image = docker_executor.client.images.get("deploybench/ort-cpu:latest")
     labels = image.labels
     assert "onnxruntime==1.31.1" in labels["ai.deploybench.frameworks"]
@@ -191,3 +196,42 @@ def test_make_bench_gpu_without_nvidia_runtime_skips_every_cell_up_front(docker_
         pytest.skip("this engine has the NVIDIA runtime")
     proc, run_dir, artifacts = run_gpu_matrix(tmp_path, "docker")
     assert_all_gpu_cells_skipped(proc, run_dir, artifacts, "nvidia-container-toolkit")
+
+
+@pytest.fixture(scope="module")
+def gpu_images(docker_executor):
+    """The GPU images that build without NVIDIA's own index (trt-gpu needs pypi.nvidia.com,
+    torch-gpu is torch-cpu's wheels again, 6.5 GB): built here, on a CPU host."""
+    specs = [IMAGES.get("ort-gpu"), IMAGES.get("tvm-gpu")]
+    return ensure_images(docker_executor.client, specs, docker_executor.settings, log=print)
+
+
+def _python_in(client, image: str, *args: str, volumes=None) -> str:
+    return client.containers.run(
+        image,
+        list(args),
+        entrypoint="python3",
+        network_disabled=True,
+        remove=True,
+        volumes=volumes or {},
+    ).decode()
+
+
+def test_gpu_images_build_on_a_cpu_host_with_their_cuda_parts(docker_executor, gpu_images):
+    client = docker_executor.client
+    providers = _python_in(
+        client,
+        "deploybench/ort-gpu:latest",
+        "-c",
+        "import onnxruntime as o; from bench.backends.cuda import cuda_unavailable_reason as r;"
+        "print(o.get_available_providers(), r())",
+    )
+    assert "CUDAExecutionProvider" in providers and "libcuda.so.1 not found" in providers
+    probe = Path(__file__).parent / "in_image" / "tvm_cuda_compile.py"
+    out = _python_in(
+        client,
+        "deploybench/tvm-gpu:latest",
+        "/probe.py",
+        volumes={str(probe): {"bind": "/probe.py", "mode": "ro"}},
+    )
+    assert out.strip().endswith("cubin True"), out
