@@ -23,6 +23,7 @@ import numpy as np
 from bench.errors import ArtifactError
 
 ARTIFACT_FORMAT = 1
+DETECTIONS_FILE = "detections.npz"  # a detector's reference: "<photo index>/<output>" arrays
 META_FILE = "meta.json"
 
 
@@ -114,9 +115,23 @@ class Artifact:
     def inputs(self) -> np.ndarray:
         return np.load(self.path / "inputs.npy")
 
+    @property
+    def task(self) -> str:
+        return self.meta.get("task", "generic")
+
     @cached_property
     def references(self) -> dict[str, np.ndarray]:
+        """Every output over every input, batched (not for detectors: see `detections`)."""
         return {n: np.load(self.path / "reference" / f"{n}.npy") for n in self.output_names}
+
+    @cached_property
+    def detections(self) -> list[dict[str, np.ndarray]]:
+        """A detector's reference: per input photo, its outputs (each as many rows as it
+        found objects in that photo)."""
+        with np.load(self.path / "reference" / DETECTIONS_FILE) as saved:
+            return [
+                {n: saved[f"{i}/{n}"] for n in self.output_names} for i in range(len(self.inputs))
+            ]
 
     def summary(self) -> dict[str, object]:
         """What a result records about the artifact it ran."""

@@ -50,13 +50,17 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of random weights (default 0)")
     p.add_argument(
-        "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})"
+        "--opset",
+        type=int,
+        default=None,
+        help=f"ONNX opset (default: the model's own, {DEFAULT_OPSET} for classifiers)",
     )
     p.add_argument(
         "--exporter",
         choices=EXPORTERS,
-        default="dynamo",
-        help="torch.onnx exporter (default dynamo; torchscript for older opsets)",
+        default=None,
+        help="torch.onnx exporter (default: the model's own; dynamo for classifiers, "
+        "torchscript for detectors and older opsets)",
     )
     p.add_argument("--images", help="a folder of your own photos (default: scikit-image's photos)")
     p.add_argument(
@@ -212,12 +216,17 @@ def _summary_line(result: CellResult) -> str:
         if verdict == "pass"
         else "PARITY FAIL: " + "; ".join(result.parity["reasons"])
     )
+    p = result.parity
+    detail = (
+        f"{p['matched']}/{p['reference_detections']} detections matched"
+        if p.get("kind") == "detection"
+        else f"rel L2 {p['worst_rel_l2']:.2g}"
+    )
     return (
         f"{head}: median {stats['median_ms']:.3f} ms "
         f"[{stats['median_ci95_low_ms']:.3f}, {stats['median_ci95_high_ms']:.3f}] "
         f"p99 {stats['p99_ms']:.3f} ms, {result.timing['throughput_sps']:.1f} samples/s, "
-        f"{result.runtime['threads']} threads, {flag} "
-        f"(rel L2 {result.parity['worst_rel_l2']:.2g})"
+        f"{result.runtime['threads']} threads, {flag} ({detail})"
     )
 
 

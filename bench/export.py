@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import __version__
-from bench.artifact import ARTIFACT_FORMAT, META_FILE, Artifact, sha256_file
+from bench.artifact import ARTIFACT_FORMAT, DETECTIONS_FILE, META_FILE, Artifact, sha256_file
 from bench.data.images import ImageFile, resolve_images
 from bench.data.preprocess import PreprocessConfig, preprocess_files
 from bench.errors import ArtifactError, UsageError
@@ -44,12 +44,18 @@ class ExportSpec:
     model: str
     weights: str = "random"
     seed: int = 0
-    opset: int = DEFAULT_OPSET
-    exporter: str = "dynamo"
+    # None: the model's own choice (ModelSpec.opset / .exporter), else opset 18 with dynamo.
+    opset: int | None = None
+    exporter: str | None = None
     images: str | None = None  # a directory of the user's photos; None: the sample photos
 
     def __post_init__(self) -> None:
         check_model_name(self.model)
+        model_spec = None if is_onnx_model(self.model) else MODELS.get(self.model)
+        if self.opset is None:
+            object.__setattr__(self, "opset", (model_spec and model_spec.opset) or DEFAULT_OPSET)
+        if self.exporter is None:
+            object.__setattr__(self, "exporter", (model_spec and model_spec.exporter) or "dynamo")
         if self.exporter not in EXPORTERS:
             raise UsageError(f"unknown exporter {self.exporter!r}; valid: {', '.join(EXPORTERS)}")
         if not 7 <= self.opset <= 23:
@@ -126,6 +132,64 @@ def _export_torch_onnx(
         )
 
 
+def _export_detector(graph: object, sample: np.ndarray, path: Path, spec: ExportSpec) -> None:
+    """A detector's one-image graph; its outputs' first dimension is the detection count."""
+    import torch
+
+    if spec.exporter != "torchscript":
+        raise UsageError(
+            f"{spec.model} exports with --exporter torchscript only: the dynamo exporter cannot "
+            "trace its data-dependent postprocessing"
+        )
+    names = list(graph.output_names)
+    torch.onnx.export(
+        graph,
+        (torch.from_numpy(sample),),
+        str(path),
+        dynamo=False,
+        opset_version=spec.opset,
+        input_names=["input"],
+        output_names=names,
+        dynamic_axes={n: {0: "detections"} for n in names},
+    )
+
+
+def _build_detector(spec: ExportSpec, model_spec: ModelSpec, images: list, work: Path) -> dict:
+    """A detector: one image per run; the reference detections of every photo, per photo."""
+    import onnx
+    import torch
+
+    from bench.models.build import as_graph, build_model, count_parameters, flops_per_sample
+
+    inputs = preprocess_files([i.path for i in images], model_spec.preprocess)
+    x = torch.from_numpy(inputs)
+    model = build_model(model_spec, spec.weights, spec.seed, calibration=x)
+    graph = as_graph(model, model_spec)
+    references: dict[str, np.ndarray] = {}
+    with torch.inference_mode():
+        for i in range(len(inputs)):
+            for name, value in zip(model_spec.output_names, graph(x[i : i + 1]), strict=True):
+                references[f"{i}/{name}"] = value.numpy()
+    _export_detector(graph, inputs[:1], work / "model.onnx", spec)
+    onnx.checker.check_model(str(work / "model.onnx"))
+    torch.save(model.state_dict(), work / "weights.pt")
+    np.save(work / "inputs.npy", inputs)
+    np.savez(work / "reference" / DETECTIONS_FILE, **references)
+    first = {n: references[f"0/{n}"] for n in model_spec.output_names}
+    return {
+        "task": "detection",
+        "preprocess": model_spec.preprocess.to_dict(),
+        "inputs": [{"name": "input", "shape": [1, *inputs.shape[1:]], "dtype": "float32"}],
+        "outputs": [
+            {"name": n, "shape": ["detections", *v.shape[1:]], "dtype": str(v.dtype)}
+            for n, v in first.items()
+        ],
+        "param_count": count_parameters(model),
+        "flops_per_sample": flops_per_sample(graph, x),
+        "reference": "torch-cpu-fp32",
+    }
+
+
 def _build_torchvision(spec: ExportSpec, images: list[ImageFile], work: Path) -> dict:
     """Fill `work` with a torchvision model's files; return the meta fields it determines."""
     import onnx
@@ -134,6 +198,8 @@ def _build_torchvision(spec: ExportSpec, images: list[ImageFile], work: Path) ->
     from bench.models.build import build_model, count_parameters, flops_per_sample
 
     model_spec = MODELS.get(spec.model)
+    if model_spec.task == "detection":
+        return _build_detector(spec, model_spec, images, work)
     inputs = preprocess_files([i.path for i in images], model_spec.preprocess)
     x = torch.from_numpy(inputs)
     model = build_model(model_spec, spec.weights, spec.seed, calibration=x)

@@ -91,14 +91,25 @@ def _measure(
         )
     }
     cold_ms = _timed_ms(lambda: backend.infer(feed))
-    outputs = run_all_inputs(backend, inputs, artifact.input_name, cell.batch_size)
-    report = parity_mod.compare(
-        outputs,
-        artifact.references,
-        cell.precision,
-        classifier_output=artifact.classifier_output,
-        reference=artifact.meta["reference"],
-    )
+    if artifact.task == "detection":
+        from bench.measure.detection import detection_parity
+
+        # Boxes come in different orders and counts: matched by class and IoU, photo by photo.
+        found = [
+            backend.infer({artifact.input_name: np.ascontiguousarray(inputs[i : i + 1])})
+            for i in range(len(inputs))
+        ]
+        parity = detection_parity(artifact.detections, found, cell.precision)
+        parity["reference"] = artifact.meta["reference"]
+    else:
+        outputs = run_all_inputs(backend, inputs, artifact.input_name, cell.batch_size)
+        parity = parity_mod.compare(
+            outputs,
+            artifact.references,
+            cell.precision,
+            classifier_output=artifact.classifier_output,
+            reference=artifact.meta["reference"],
+        ).to_dict()
     if monitor:
         monitor.mark_measure_start()
     run = time_calls(lambda: backend.infer(feed), timing)
@@ -114,7 +125,7 @@ def _measure(
         monitor.mark_measure_end()
     runtime = backend.runtime_info()
     runtime["precision_requested"] = cell.precision
-    return runtime, timing_section, compute_section, report.to_dict()
+    return runtime, timing_section, compute_section, parity
 
 
 def run_cell(

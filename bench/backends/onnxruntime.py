@@ -40,6 +40,8 @@ class OnnxRuntimeBackend(Backend):
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Errors only: a detector's outputs vary in size, and ORT warns about every one of them.
+        options.log_severity_level = 3
         self.model_path, providers = self.artifact.onnx_path, ["CPUExecutionProvider"]
         if self.ep != "cpu":
             self.model_path, providers = self._gpu_setup()

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import ClassVar
 
@@ -29,6 +30,14 @@ from bench.errors import Unsupported
 _OV_TYPES = {"fp32": ov.Type.f32, "bf16": ov.Type.bf16, "fp16": ov.Type.f16}
 _NAMES = {ov.Type.f32: "fp32", ov.Type.bf16: "bf16", ov.Type.f16: "fp16"}
 HINTS = {"latency": hints.PerformanceMode.LATENCY, "throughput": hints.PerformanceMode.THROUGHPUT}
+
+
+def _first_cause(message: str) -> str:
+    """OpenVINO's conversion errors start with the C++ check that failed; the operators it
+    could not convert are named at the end ("Conversion is failed for: Loop-17"): lead with
+    them, so that a report's one-line reason names the operator."""
+    match = re.search(r"Conversion is failed for: ([^\n]+)", message)
+    return f"cannot convert {match.group(1).strip()}; {message}" if match else message
 
 
 class OpenVinoBackend(Backend):
@@ -54,7 +63,7 @@ class OpenVinoBackend(Backend):
                 },
             )
         except RuntimeError as exc:  # OpenVINO reports conversion and compile errors this way
-            raise Unsupported(f"openvino: {exc}") from exc
+            raise Unsupported(f"openvino: {_first_cause(str(exc))}") from exc
         ran = self.compiled.get_property(hints.inference_precision)
         if _NAMES.get(ran) != self.cell.precision:
             ran_name = _NAMES.get(ran, str(ran))

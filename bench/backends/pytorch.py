@@ -26,7 +26,7 @@ from bench.backends.base import Backend
 from bench.backends.cuda import cuda_unavailable_reason
 from bench.errors import Unsupported
 from bench.models import MODELS
-from bench.models.build import build_model
+from bench.models.build import as_graph, build_model
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PRECISION_OF = {v: k for k, v in DTYPES.items()}
@@ -82,7 +82,8 @@ class TorchBackend(Backend):
             torch.backends.cudnn.benchmark = True
             torch.backends.cudnn.allow_tf32 = not fp32
             torch.backends.cuda.matmul.allow_tf32 = not fp32
-        model = build_model(MODELS.get(self.artifact.model), str(weights), seed=0)
+        spec = MODELS.get(self.artifact.model)
+        model = as_graph(build_model(spec, str(weights), seed=0), spec)
         model = model.to(self.device, self.dtype).eval()
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         model = model.to(memory_format=self.memory_format)
@@ -121,8 +122,13 @@ class TorchBackend(Backend):
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         y = self._run(self._to_device(feed[self.artifact.input_name]))
-        # .cpu() waits for the device: the copy back is part of this scope.
-        return {self.artifact.output_names[0]: y.float().cpu().numpy()}
+        outputs = y if isinstance(y, tuple) else (y,)  # a detector gives several
+        # .cpu() waits for the device: the copy back is part of this scope. Float outputs come
+        # back as float32 whatever the precision ran (labels stay integers).
+        return {
+            name: (t.float() if t.is_floating_point() else t).cpu().numpy()
+            for name, t in zip(self.artifact.output_names, outputs, strict=True)
+        }
 
     def _stage(self, feed: dict[str, np.ndarray]) -> None:
         self.staged = self._to_device(feed[self.artifact.input_name])

@@ -27,6 +27,13 @@ class ModelSpec:
     task: str = "classification"
     input_name: str = "input"
     output_names: tuple[str, ...] = ("logits",)
+    # Keyword arguments of the torchvision constructor (sorted pairs: the spec stays hashable).
+    constructor_kwargs: tuple[tuple[str, object], ...] = ()
+    # The export this model works best with when the user does not choose (None: the defaults,
+    # dynamo at opset 18); recorded in the artifact either way.
+    exporter: str | None = None
+    opset: int | None = None
+    fixed_batch: int | None = None  # models whose graph takes one image at a time
 
 
 MODELS: Registry[ModelSpec] = Registry("model")
@@ -44,6 +51,30 @@ _classifier(
 )
 _classifier("mobilenet_v3_large", "MobileNet_V3_Large_Weights.DEFAULT", resize=232)
 _classifier("mobilenet_v3_small", "MobileNet_V3_Small_Weights.DEFAULT")
+
+
+# Mask R-CNN at a fixed 320x320 input (torchvision's default is 800: 6x the work, and the
+# random-weight detections are no more meaningful). The model normalises its input itself, so
+# the preprocessing only scales to [0, 1]. Exported one image per run with the TorchScript
+# exporter (the dynamo exporter cannot trace its data-dependent postprocessing), opset 17.
+DETECTION_SIZE = 320
+MODELS.add(
+    "maskrcnn_resnet50_fpn",
+    ModelSpec(
+        "maskrcnn_resnet50_fpn",
+        "detection.maskrcnn_resnet50_fpn",
+        "MaskRCNN_ResNet50_FPN_Weights.DEFAULT",
+        PreprocessConfig(
+            resize=DETECTION_SIZE, crop=DETECTION_SIZE, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)
+        ),
+        task="detection",
+        output_names=("boxes", "labels", "scores", "masks"),
+        constructor_kwargs=(("max_size", DETECTION_SIZE), ("min_size", DETECTION_SIZE)),
+        exporter="torchscript",
+        opset=17,
+        fixed_batch=1,
+    ),
+)
 
 
 def is_onnx_model(name: str) -> bool:

@@ -5,7 +5,9 @@ Weights are one of:
 - ``random``: seeded initialisation, then BatchNorm statistics calibrated on the sample
   images. Without calibration the running statistics (mean 0, variance 1) do not match the
   activations and a deep network's logits collapse (efficientnet_b0: around 1e-20), which would
-  make any parity check meaningless.
+  make any parity check meaningless. A detector's class logits are also sharpened (scaled by
+  `DETECTION_LOGIT_SCALE`): random logits over 91 classes give scores near 1/91, under Mask
+  R-CNN's 0.05 score threshold, so most photos would have no detection at all to compare.
 - ``pretrained``: torchvision's weights from the user's torch hub cache, or the network.
 - a path to a state dict saved with ``torch.save(model.state_dict(), PATH)``.
 """
@@ -39,11 +41,56 @@ def calibrate_batchnorm(model: nn.Module, batch: torch.Tensor) -> int:
     return len(norms)
 
 
-def _pretrained(spec: ModelSpec) -> nn.Module:
+DETECTION_LOGIT_SCALE = 6.0  # scores up to ~0.99 on the sample photos, several classes each
+
+
+def constructor(spec: ModelSpec) -> object:
+    """torchvision.models.<fn>, where fn may name a submodule (detection.maskrcnn_...)."""
+    target: object = torchvision.models
+    for part in spec.torchvision_fn.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def _new(spec: ModelSpec, **weights: object) -> nn.Module:
+    return constructor(spec)(**weights, **dict(spec.constructor_kwargs))
+
+
+def _weights_enum(spec: ModelSpec) -> object:
     enum_name, _, member = spec.pretrained_weights.partition(".")
-    weights = getattr(torchvision.models, enum_name)[member]
+    module = torchvision.models.detection if spec.task == "detection" else torchvision.models
+    return getattr(module, enum_name)[member]
+
+
+def _random(spec: ModelSpec) -> nn.Module:
+    if spec.task != "detection":
+        return _new(spec, weights=None)
+    # weights_backbone=None: no ImageNet backbone download; BatchNorm (not frozen) to calibrate.
+    model = _new(spec, weights=None, weights_backbone=None)
+    predictor = model.roi_heads.box_predictor.cls_score
+    with torch.no_grad():
+        predictor.weight.mul_(DETECTION_LOGIT_SCALE)
+        predictor.bias.mul_(DETECTION_LOGIT_SCALE)
+    return model
+
+
+class DetectionOutputs(nn.Module):
+    """A torchvision detector as a graph of one image: [1, 3, H, W] -> boxes, labels, scores
+    (and masks), the tensors ONNX and every runtime return (torchvision returns dicts)."""
+
+    def __init__(self, detector: nn.Module, output_names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.detector, self.output_names = detector, output_names
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        found = self.detector(list(x))[0]
+        return tuple(found[name] for name in self.output_names)
+
+
+def _pretrained(spec: ModelSpec) -> nn.Module:
+    weights = _weights_enum(spec)
     try:
-        return getattr(torchvision.models, spec.torchvision_fn)(weights=weights)
+        return _new(spec, weights=weights)
     except (OSError, RuntimeError) as exc:
         # urllib's URLError is an OSError: no cache and no network.
         cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
@@ -59,7 +106,8 @@ def _from_state_dict(spec: ModelSpec, path: Path) -> nn.Module:
         raise UsageError(
             f"--weights {path}: no such file; valid: random, pretrained, or a state dict path"
         )
-    model = getattr(torchvision.models, spec.torchvision_fn)(weights=None)
+    no_backbone = {"weights_backbone": None} if spec.task == "detection" else {}
+    model = _new(spec, weights=None, **no_backbone)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
@@ -78,11 +126,18 @@ def build_model(
         if calibration is None:
             raise ValueError("random weights need a calibration batch for BatchNorm")
         torch.manual_seed(seed)
-        model = getattr(torchvision.models, spec.torchvision_fn)(weights=None)
+        model = _random(spec)
         calibrate_batchnorm(model, calibration)
     else:
         model = _from_state_dict(spec, Path(weights))
     return model.eval()
+
+
+def as_graph(model: nn.Module, spec: ModelSpec) -> nn.Module:
+    """What is exported and timed: the model itself, or a detector's one-image tensor form."""
+    if spec.task == "detection":
+        return DetectionOutputs(model, spec.output_names).eval()
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

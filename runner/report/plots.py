@@ -129,7 +129,8 @@ def throughput(results: list[CellResult], out: Path) -> list[Path]:
 
 
 def parity(results: list[CellResult], out: Path) -> list[Path]:
-    ok = [r for r in results if r.status == "ok"]
+    # Tensor parity only: detection parity is a table of matched instances, not one error.
+    ok = [r for r in results if r.status == "ok" and "worst_rel_l2" in (r.parity or {})]
     if not ok:
         return []
     rows = sorted({f"{label(r.cell)} {r.cell['precision']}" for r in ok})

@@ -107,7 +107,8 @@ def groups(results: list[CellResult]) -> dict[tuple[str, str], list[CellResult]]
 def main_row(r: CellResult, results: list[CellResult]) -> tuple[str, ...]:
     s, p = r.timing["stats"], r.parity
     up = speedup(r, results)
-    top1 = "-" if p["top1_agreement"] is None else f"{p['top1_agreement']:.3f}"
+    detection = p.get("kind") == "detection"  # its metrics have a table of their own
+    top1 = "-" if detection or p["top1_agreement"] is None else f"{p['top1_agreement']:.3f}"
     gflops = r.timing.get("achieved_gflops_per_s")
     gpu_columns: tuple[str, ...] = ()
     if r.cell["device"] != "cpu":
@@ -128,7 +129,7 @@ def main_row(r: CellResult, results: list[CellResult]) -> tuple[str, ...]:
         f"{r.timing['throughput_sps']:.1f}",
         "-" if up is None else f"{up:.2f}x",
         "pass" if p["verdict"] == "pass" else "FAIL",
-        f"{p['worst_rel_l2']:.1e}",
+        "-" if detection else f"{p['worst_rel_l2']:.1e}",
         top1,
         "-" if gflops is None else f"{gflops:.1f}",
         notes(r),
@@ -137,6 +138,46 @@ def main_row(r: CellResult, results: list[CellResult]) -> tuple[str, ...]:
 
 def main_rows(group: list[CellResult], results: list[CellResult]) -> list[tuple[str, ...]]:
     return [main_row(r, results) for r in group if r.status == "ok"]
+
+
+DETECTION_HEADERS = (
+    "framework",
+    "precision",
+    "matched ref",
+    "matched out",
+    "unmatched ref / out",
+    "box IoU mean / min",
+    "max |Δscore|",
+    "mask IoU mean / min",
+    "parity",
+)
+
+
+def _fraction(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def detection_rows(group: list[CellResult]) -> list[tuple[str, ...]]:
+    """Detection parity of the detector cells that ran: instances matched by label and IoU."""
+    rows = []
+    for r in group:
+        p = r.parity or {}
+        if r.status != "ok" or p.get("kind") != "detection":
+            continue
+        rows.append(
+            (
+                label(r.cell),
+                r.cell["precision"],
+                _fraction(p["matched_fraction"]),
+                _fraction(p.get("output_matched_fraction")),
+                f"{p['unmatched_reference']} / {p['unmatched_output']}",
+                f"{_fraction(p['mean_box_iou'])} / {_fraction(p['min_box_iou'])}",
+                _fraction(p["max_score_diff"], 4),
+                f"{_fraction(p.get('mean_mask_iou'))} / {_fraction(p.get('min_mask_iou'))}",
+                "pass" if p["verdict"] == "pass" else "FAIL: " + "; ".join(p["reasons"])[:160],
+            )
+        )
+    return rows
 
 
 def problem_rows(results: list[CellResult]) -> list[tuple[str, ...]]:

@@ -87,6 +87,9 @@ def sections(results: list[CellResult]) -> list[Section]:
         rows = tables.main_rows(group, results)
         if rows:
             out.append(Section(f"{model} on {device}", tables.headers(device), rows))
+        if detections := tables.detection_rows(group):
+            title = f"{model} on {device}: detection parity"
+            out.append(Section(title, tables.DETECTION_HEADERS, detections))
     return out
 
 
