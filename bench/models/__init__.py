@@ -46,8 +46,18 @@ def _classifier(name: str, weights: str, **preprocess: object) -> None:
 # Preprocessing follows each model's torchvision weights preset (resize, crop, interpolation).
 _classifier("resnet50", "ResNet50_Weights.DEFAULT", resize=232)
 _classifier("resnet18", "ResNet18_Weights.DEFAULT")
-_classifier(
-    "efficientnet_b0", "EfficientNet_B0_Weights.DEFAULT", resize=256, interpolation="bicubic"
+# EfficientNet once exported only up to opset 10; benchmarks/opset_sweep.py now finds opsets
+# 10-20 all accepted, with parity, by ONNX Runtime, OpenVINO and TVM
+# (results/opsets-efficientnet_b0/), so it takes the highest: opset 20, dynamo.
+MODELS.add(
+    "efficientnet_b0",
+    ModelSpec(
+        "efficientnet_b0",
+        "efficientnet_b0",
+        "EfficientNet_B0_Weights.DEFAULT",
+        PreprocessConfig(resize=256, interpolation="bicubic"),
+        opset=20,
+    ),
 )
 _classifier("mobilenet_v3_large", "MobileNet_V3_Large_Weights.DEFAULT", resize=232)
 _classifier("mobilenet_v3_small", "MobileNet_V3_Small_Weights.DEFAULT")
