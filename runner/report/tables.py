@@ -147,7 +147,7 @@ DETECTION_HEADERS = (
     "matched out",
     "unmatched ref / out",
     "box IoU mean / min",
-    "max |Δscore|",
+    "max abs Δscore",
     "mask IoU mean / min",
     "parity",
 )
