@@ -1,5 +1,8 @@
 """ONNX Runtime. On CPU, the CPU execution provider configured as its documentation recommends
 for latency: all graph optimisations, sequential execution, an explicit intra-op thread count.
+int8 on CPU runs the static QDQ graph calibrated on the sample photos (`bench.quantize`, the
+same graph OpenVINO and TensorRT get); ORT fuses its Q/DQ pairs into integer kernels, and the
+optimised graph it saves is read back to count them.
 On CUDA, the CUDA or TensorRT EP (option `ep`) on the same session options, with IO binding for
 the device-compute scope (see bench/backends/ort_cuda.py for the providers and fp16)."""
 
@@ -25,9 +28,23 @@ _UNSUPPORTED_ERRORS = tuple(
 )
 
 
+def quantized_op_counts(onnx_path: Path) -> dict[str, int]:
+    """How many of a graph's compute ops run on integers (QLinear*, *Integer) and how many in
+    float (Conv, Gemm, MatMul), from the graph ORT saved after optimisation."""
+    import onnx
+
+    nodes = onnx.load(str(onnx_path), load_external_data=False).graph.node
+    integer = sum(1 for n in nodes if n.op_type.startswith("QLinear") or "Integer" in n.op_type)
+    floating = sum(1 for n in nodes if n.op_type in ("Conv", "Gemm", "MatMul", "FusedConv"))
+    return {"integer": integer, "float": floating}
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}
+    precisions: ClassVar[dict[str, tuple[str, ...]]] = {
+        "cpu": ("fp32", "int8"),
+        "cuda": ("fp32", "fp16"),
+    }
     option_names = ("ep",)
 
     def _device_unavailable(self) -> str | None:
@@ -43,8 +60,14 @@ class OnnxRuntimeBackend(Backend):
         # Errors only: a detector's outputs vary in size, and ORT warns about every one of them.
         options.log_severity_level = 3
         self.model_path, providers = self.artifact.onnx_path, ["CPUExecutionProvider"]
+        self.optimized_path: Path | None = None
         if self.ep != "cpu":
             self.model_path, providers = self._gpu_setup()
+        elif self.cell.precision == "int8":
+            self.model_path, _ = reduced_precision_onnx(self.artifact, "int8")
+            # ORT writes the graph it will run: the read-back of what its optimiser fused.
+            self.optimized_path = self.model_path.with_suffix(".ort-cpu-optimized.onnx")
+            options.optimized_model_filepath = str(self.optimized_path)
         try:
             self.session = ort.InferenceSession(str(self.model_path), options, providers=providers)
         except _UNSUPPORTED_ERRORS as exc:
@@ -99,6 +122,11 @@ class OnnxRuntimeBackend(Backend):
         }
         if self.ep != "cpu":
             info.update(self._gpu_info())
+        elif self.optimized_path is not None:
+            ops = quantized_op_counts(self.optimized_path)
+            info["precision_run"] = "int8" if ops["integer"] else "fp32"
+            info["optimized_op_counts"] = ops
+            info["model_file"] = str(self.model_path)
         return info
 
     def _gpu_info(self) -> dict[str, object]:

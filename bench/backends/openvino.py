@@ -25,7 +25,9 @@ import openvino.properties as props
 import openvino.properties.hint as hints
 
 from bench.backends.base import Backend
+from bench.backends.cpu import bf16_unsupported_reason
 from bench.errors import Unsupported
+from bench.quantize import reduced_precision_onnx
 
 _OV_TYPES = {"fp32": ov.Type.f32, "bf16": ov.Type.bf16, "fp16": ov.Type.f16}
 _NAMES = {ov.Type.f32: "fp32", ov.Type.bf16: "bf16", ov.Type.f16: "fp16"}
@@ -42,7 +44,7 @@ def _first_cause(message: str) -> str:
 
 class OpenVinoBackend(Backend):
     name = "openvino"
-    precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32", "bf16", "fp16")}
+    precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32", "bf16", "fp16", "int8")}
     option_names = ("hint",)
 
     def _load(self) -> None:
@@ -51,21 +53,30 @@ class OpenVinoBackend(Backend):
         if hint not in HINTS:
             raise Unsupported(f"openvino hint {hint!r}; valid: {', '.join(HINTS)}")
         self.hint = hint
+        if self.cell.precision == "bf16" and (reason := bf16_unsupported_reason()):
+            raise Unsupported(f"openvino bf16: {reason}")
+        int8 = self.cell.precision == "int8"
+        # int8: the QDQ graph calibrated on the sample photos (bench.quantize, the one ONNX
+        # Runtime and TensorRT run); OpenVINO turns its Q/DQ pairs into int8 kernels and runs
+        # the layers left in float at f32, not at this CPU's default bf16.
+        self.model_path = reduced_precision_onnx(self.artifact, "int8")[0] if int8 else None
         try:
-            model = core.read_model(str(self.artifact.onnx_path))
+            model = core.read_model(str(self.model_path or self.artifact.onnx_path))
             self.compiled = core.compile_model(
                 model,
                 "CPU",
                 {
                     hints.performance_mode: HINTS[hint],
-                    hints.inference_precision: _OV_TYPES[self.cell.precision],
+                    hints.inference_precision: _OV_TYPES["fp32" if int8 else self.cell.precision],
                     props.inference_num_threads: self.cell.threads,
                 },
             )
         except RuntimeError as exc:  # OpenVINO reports conversion and compile errors this way
             raise Unsupported(f"openvino: {_first_cause(str(exc))}") from exc
         ran = self.compiled.get_property(hints.inference_precision)
-        if _NAMES.get(ran) != self.cell.precision:
+        if int8 and not self._integer_layers():
+            raise Unsupported("OpenVINO ran no layer of the QDQ graph in int8 on this CPU")
+        if not int8 and _NAMES.get(ran) != self.cell.precision:
             ran_name = _NAMES.get(ran, str(ran))
             raise Unsupported(
                 f"asked for {self.cell.precision}, OpenVINO on this CPU runs {ran_name} instead"
@@ -101,10 +112,16 @@ class OpenVinoBackend(Backend):
                 counts[info["runtimePrecision"].astype(str)] += 1
         return dict(counts)
 
+    def _integer_layers(self) -> int:
+        return sum(n for p, n in self._layer_precisions().items() if p in ("i8", "u8"))
+
     def _runtime_info(self) -> dict[str, object]:
         c = self.compiled
+        run = _NAMES[c.get_property(hints.inference_precision)]
         return {
-            "precision_run": _NAMES[c.get_property(hints.inference_precision)],
+            # int8 when the runtime model has int8 layers (the rest run at the float precision).
+            "precision_run": "int8" if self._integer_layers() else run,
+            "model_file": str(self.model_path or self.artifact.onnx_path),
             "threads": c.get_property(props.inference_num_threads),
             "performance_hint": self.hint,
             "num_streams": int(c.get_property(props.streams.num)),

@@ -1,6 +1,7 @@
 """PyTorch: the reference framework, run the way a PyTorch user would deploy it.
 
-- CPU: inference_mode, an explicit intra-op thread count and one inter-op thread.
+- CPU: inference_mode, an explicit intra-op thread count and one inter-op thread; fp32, or
+  bf16 (the model converted, oneDNN's bf16 kernels) on CPUs that compute bf16 natively.
 - CUDA: the model converted to the cell's precision (`.half()` / `.bfloat16()`, so the
   precision run is read back from the parameters), cuDNN autotuning on (`cudnn.benchmark`:
   shapes are fixed), and for fp32 TF32 switched off in both cuDNN and matmuls: PyTorch lets
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from bench.backends.base import Backend
+from bench.backends.cpu import bf16_unsupported_reason
 from bench.backends.cuda import cuda_unavailable_reason
 from bench.errors import Unsupported
 from bench.models import MODELS
@@ -36,7 +38,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 class TorchBackend(Backend):
     name = "torch"
     precisions: ClassVar[dict[str, tuple[str, ...]]] = {
-        "cpu": ("fp32",),
+        "cpu": ("fp32", "bf16"),
         "cuda": ("fp32", "fp16", "bf16"),
     }
     option_names = ("channels_last", "compile", "cuda_graphs")
@@ -71,6 +73,9 @@ class TorchBackend(Backend):
         if weights is None:
             raise Unsupported("the artifact holds no PyTorch model (it came from an ONNX file)")
         self._options()
+        cpu_bf16 = self.cell.device == "cpu" and self.cell.precision == "bf16"
+        if cpu_bf16 and (reason := bf16_unsupported_reason()):
+            raise Unsupported(f"torch bf16: {reason}")
         torch.set_num_threads(self.cell.threads)
         # Only settable before the first parallel work; a second cell in one process keeps it.
         with contextlib.suppress(RuntimeError):

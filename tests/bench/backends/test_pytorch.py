@@ -7,6 +7,7 @@ import pytest
 from helpers import run_cell_to_file
 
 from bench.backends import BACKENDS
+from bench.backends.cpu import bf16_unsupported_reason
 from bench.backends.cuda import cuda_unavailable_reason
 from bench.cell import Cell
 from bench.errors import DeviceUnavailable, Unsupported
@@ -44,10 +45,27 @@ def test_invalid_variants_are_unsupported(small_artifact, options, message):
 
 
 def test_precisions_per_device(small_artifact):
-    with _backend(small_artifact, precision="bf16") as backend, pytest.raises(Unsupported) as exc:
+    with _backend(small_artifact, precision="int8") as backend, pytest.raises(Unsupported) as exc:
         backend.load()
-    assert "torch on cpu supports precision fp32, not bf16" in str(exc.value)
+    assert "torch on cpu supports precision fp32, bf16, not int8" in str(exc.value)
     assert BACKENDS.get("torch").load_class().precisions["cuda"] == ("fp32", "fp16", "bf16")
+
+
+@pytest.mark.skipif(bf16_unsupported_reason() is not None, reason="this CPU has no native bf16")
+def test_bf16_on_a_bf16_cpu_runs_bf16_within_its_tier(small_artifact, tmp_path):
+    doc = run_cell_to_file(small_artifact, tmp_path, "torch", precision="bf16")
+    assert doc["status"] == "ok", doc["reason"]
+    assert doc["runtime"]["precision_run"] == "bf16"
+    assert doc["parity"]["tolerance"]["precision"] == "bf16"
+
+
+@pytest.mark.parametrize("framework", ["torch", "openvino"])
+def test_bf16_on_a_cpu_without_it_is_unsupported(small_artifact, tmp_path, monkeypatch, framework):
+    # The real check, on flags that say what a CPU without AVX512-BF16 or AMX would.
+    monkeypatch.setenv("DEPLOYBENCH_CPU_FLAGS", "avx,avx2,fma,avx512f")
+    doc = run_cell_to_file(small_artifact, tmp_path, framework, precision="bf16")
+    assert doc["status"] == "unsupported"
+    assert "no native bf16" in doc["reason"]
 
 
 @pytest.mark.skipif(not NO_GPU, reason="this host has a GPU")
