@@ -140,6 +140,51 @@ def main_rows(group: list[CellResult], results: list[CellResult]) -> list[tuple[
     return [main_row(r, results) for r in group if r.status == "ok"]
 
 
+BEST_HEADERS = (
+    "batch",
+    "framework",
+    "fastest passing config",
+    "median ms",
+    "samples/s",
+    "top-1",
+    "",
+)
+
+
+def best_rows(group: list[CellResult]) -> list[tuple[str, ...]]:
+    """Per batch size: each framework's fastest cell whose parity passes (any precision or
+    option), fastest first; the first row of each batch is the winner. A faster cell that
+    changes the answers is not a configuration anyone could ship, so it is left out."""
+    rows = []
+    for batch in sorted({r.cell["batch_size"] for r in group}):
+        best: dict[str, CellResult] = {}
+        for r in group:
+            if r.status != "ok" or r.cell["batch_size"] != batch or not r.parity_passed:
+                continue
+            current = best.get(r.cell["framework"])
+            if (
+                current is None
+                or r.timing["stats"]["median_ms"] < current.timing["stats"]["median_ms"]
+            ):
+                best[r.cell["framework"]] = r
+        ranked = sorted(best.values(), key=lambda r: r.timing["stats"]["median_ms"])
+        for i, r in enumerate(ranked):
+            top1 = (r.parity or {}).get("top1_agreement")
+            config = f"{label(r.cell)} {r.cell['precision']}"
+            rows.append(
+                (
+                    str(batch),
+                    r.cell["framework"],
+                    config,
+                    f"{r.timing['stats']['median_ms']:.3f}",
+                    f"{r.timing['throughput_sps']:.1f}",
+                    "-" if top1 is None else f"{top1:.3f}",
+                    "fastest" if i == 0 else "",
+                )
+            )
+    return rows
+
+
 DETECTION_HEADERS = (
     "framework",
     "precision",

@@ -87,6 +87,9 @@ def sections(results: list[CellResult]) -> list[Section]:
         rows = tables.main_rows(group, results)
         if rows:
             out.append(Section(f"{model} on {device}", tables.headers(device), rows))
+        if best := tables.best_rows(group):
+            title = f"{model} on {device}: best configuration per framework"
+            out.append(Section(title, tables.BEST_HEADERS, best))
         if detections := tables.detection_rows(group):
             title = f"{model} on {device}: detection parity"
             out.append(Section(title, tables.DETECTION_HEADERS, detections))

@@ -57,6 +57,7 @@ def test_markdown_and_csv(report_run):
     assert "## mobilenet_v3_small on cpu" in md
     assert "| onnxruntime | fp32" in md and "1.00x" in md  # torch is the 1.00x reference
     assert "## Cells that did not run to a result" in md
+    assert "## mobilenet_v3_small on cpu: best configuration per framework" in md
     assert "onnxruntime on cpu supports precision fp32, int8, not bf16" in md
     assert "host_end_to_end" in md
     with (run_dir / "results.csv").open() as f:
@@ -104,7 +105,7 @@ def test_html_renders_in_chromium_with_tables_and_images(report_run, tmp_path):
         timeout=120,
     ).stdout
     assert 'data-images="5"' in dom
-    assert 'data-tables="3"' in dom  # environment, results, problems
+    assert 'data-tables="4"' in dom  # environment, results, best configuration, problems
     ARTIFACTS_OUT.mkdir(exist_ok=True)
     shot = ARTIFACTS_OUT / "report.png"
     subprocess.run(

@@ -51,3 +51,27 @@ def test_gpu_row_without_compute_scope_and_with_a_clock_drop():
     cells = dict(zip(tables.headers("cuda"), tables.main_row(r, [r]), strict=True))
     assert cells["compute ms [95% CI]"] == "-" and cells["peak GPU MiB"] == "-"
     assert cells["notes"].endswith("CLOCKS DROPPED (SM clock fell from 1980 to 1700 MHz)")
+
+
+def _cpu_result(framework: str, precision: str, median: float, verdict: str):
+    r = load_result(next(FIXTURES.glob("ok*.json")))
+    r.cell = {**r.cell, "framework": framework, "precision": precision, "batch_size": 1}
+    r.timing = copy.deepcopy(r.timing)
+    r.timing["stats"]["median_ms"] = median
+    r.timing["throughput_sps"] = 1000.0 / median
+    r.parity = {**r.parity, "verdict": verdict, "top1_agreement": 1.0 if verdict == "pass" else 0.5}
+    return r
+
+
+def test_best_configuration_is_the_fastest_cell_that_passes_parity():
+    results = [
+        _cpu_result("torch", "fp32", 10.0, "pass"),
+        _cpu_result("torch", "bf16", 6.0, "pass"),
+        _cpu_result("onnxruntime", "fp32", 8.0, "pass"),
+        _cpu_result("onnxruntime", "int8", 3.0, "fail"),  # fastest, but changes answers
+    ]
+    rows = tables.best_rows(results)
+    assert [(r[1], r[2], r[3], r[6]) for r in rows] == [
+        ("torch", "torch bf16", "6.000", "fastest"),
+        ("onnxruntime", "onnxruntime fp32", "8.000", ""),
+    ]
