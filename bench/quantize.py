@@ -153,3 +153,13 @@ def reduced_precision_onnx(artifact: Artifact, precision: str) -> tuple[Path, bo
         batch = fixed if isinstance(fixed, int) else 1
         quantize_qdq(artifact.onnx_path, path, artifact.input_name, artifact.inputs, batch)
     return path, False
+
+
+def calibration_record(artifact: Artifact) -> dict[str, object]:
+    """What an int8 result records of its calibration set: the artifact's photos, by name."""
+    return {
+        "images": [i["name"] for i in artifact.meta.get("images", [])],
+        "samples": len(artifact.inputs),
+        "sha256": calibration_digest(artifact.inputs),
+        "recipe": RECIPES["int8"],
+    }

@@ -18,7 +18,7 @@ from bench.backends import ort_cuda
 from bench.backends.base import Backend
 from bench.backends.cuda import cuda_unavailable_reason
 from bench.errors import Unsupported
-from bench.quantize import reduced_precision_onnx
+from bench.quantize import calibration_record, reduced_precision_onnx
 
 # Errors by which ONNX Runtime says it cannot run a graph, as opposed to crashing.
 _UNSUPPORTED_ERRORS = tuple(
@@ -127,6 +127,7 @@ class OnnxRuntimeBackend(Backend):
             info["precision_run"] = "int8" if ops["integer"] else "fp32"
             info["optimized_op_counts"] = ops
             info["model_file"] = str(self.model_path)
+            info["calibration"] = calibration_record(self.artifact)
         return info
 
     def _gpu_info(self) -> dict[str, object]:

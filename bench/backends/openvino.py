@@ -27,7 +27,7 @@ import openvino.properties.hint as hints
 from bench.backends.base import Backend
 from bench.backends.cpu import bf16_unsupported_reason
 from bench.errors import Unsupported
-from bench.quantize import reduced_precision_onnx
+from bench.quantize import calibration_record, reduced_precision_onnx
 
 _OV_TYPES = {"fp32": ov.Type.f32, "bf16": ov.Type.bf16, "fp16": ov.Type.f16}
 _NAMES = {ov.Type.f32: "fp32", ov.Type.bf16: "bf16", ov.Type.f16: "fp16"}
@@ -122,6 +122,7 @@ class OpenVinoBackend(Backend):
             # int8 when the runtime model has int8 layers (the rest run at the float precision).
             "precision_run": "int8" if self._integer_layers() else run,
             "model_file": str(self.model_path or self.artifact.onnx_path),
+            "calibration": calibration_record(self.artifact) if self.model_path else None,
             "threads": c.get_property(props.inference_num_threads),
             "performance_hint": self.hint,
             "num_streams": int(c.get_property(props.streams.num)),

@@ -18,6 +18,8 @@ def test_int8_runs_integer_kernels_and_reports_its_parity(small_artifact, tmp_pa
     else:
         layers = runtime["layer_precisions"]
         assert layers.get("i8", 0) + layers.get("u8", 0) > 0
+    calibration = runtime["calibration"]
+    assert calibration["samples"] == len(small_artifact.inputs) == len(calibration["images"])
     parity = doc["parity"]
     assert parity["tolerance"]["precision"] == "int8"
     # Random weights: int8 may change answers; what matters here is that it is measured.
