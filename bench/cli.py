@@ -3,6 +3,7 @@
     python -m bench export --model resnet50
     python -m bench run --model resnet50 --framework onnxruntime --batch 1
     python -m bench info
+    python -m bench diverge --artifact artifacts/resnet50-<key> --framework openvino
 
 Bad input (an unknown model, framework, device or precision; a missing artifact) prints a
 message listing the valid choices and exits with status 2, writing nothing. A cell's own
@@ -114,12 +115,50 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--max-seconds", type=float, default=60.0)
 
 
+def _add_diverge_parser(sub: argparse._SubParsersAction) -> None:
+    from bench.diverge import FRAMEWORK_PRECISIONS, MODES
+
+    p = sub.add_parser(
+        "diverge",
+        help="find the first node of the ONNX graph whose output differs in a framework "
+        "from ONNX Runtime's",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--artifact", help="the artifact folder")
+    where.add_argument("--model", help="find the model's artifact in --artifacts instead")
+    p.add_argument(
+        "--artifacts",
+        default=DEFAULT_ARTIFACTS,
+        help=f"folder searched with --model (default {DEFAULT_ARTIFACTS})",
+    )
+    p.add_argument("--framework", required=True, choices=list(FRAMEWORK_PRECISIONS))
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="all",
+        help="all: every intermediate in one run; bisect: halving windows, less memory",
+    )
+    p.add_argument("--window", type=int, help="bisect: at most this many nodes per run")
+    p.add_argument("--images", type=int, default=1, help="the first N input photos (default 1)")
+    p.add_argument(
+        "--cut-before",
+        action="append",
+        default=[],
+        metavar="OP",
+        help="leave out nodes of this op type and all after them, e.g. Loop (repeatable)",
+    )
+    p.add_argument("--threads", type=int, default=default_threads())
+    p.add_argument("--out", help="write the result as JSON here")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"deploybench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_export_parser(sub)
     _add_run_parser(sub)
+    _add_diverge_parser(sub)
     info = sub.add_parser("info", help="this environment and which frameworks are importable")
     info.add_argument("--json", action="store_true", help="print JSON")
     return parser
@@ -256,7 +295,55 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"export": cmd_export, "run": cmd_run, "info": cmd_info}
+def cmd_diverge(args: argparse.Namespace) -> int:
+    import onnx
+
+    from bench.artifact import Artifact, find_artifact
+    from bench.diverge import FRAMEWORK_PRECISIONS, artifact_feeds, localise, make_runner
+    from bench.errors import Unsupported
+    from bench.fsutil import atomic_write_text
+
+    valid = FRAMEWORK_PRECISIONS[args.framework]
+    if args.precision not in valid:
+        raise UsageError(
+            f"diverge runs {args.framework} at {', '.join(valid)}, not {args.precision}; "
+            f"valid choices: {', '.join(valid)}"
+        )
+    if args.images < 1 or args.threads < 1 or (args.window is not None and args.window < 1):
+        raise UsageError("--images, --threads and --window must be at least 1")
+    if not BACKENDS.get(args.framework).importable():
+        raise UsageError(f"{args.framework} is not installed here (see python -m bench info)")
+    if not (args.artifact or args.model):
+        raise UsageError("diverge needs --artifact DIR (or --model NAME)")
+    artifact = (
+        Artifact.load(args.artifact) if args.artifact else find_artifact(args.artifacts, args.model)
+    )
+    if args.images > len(artifact.inputs):
+        raise UsageError(f"--images {args.images}: the artifact holds {len(artifact.inputs)}")
+    try:
+        result = localise(
+            onnx.load(str(artifact.onnx_path)),
+            artifact_feeds(artifact, args.images),
+            make_runner(args.framework, args.precision, args.threads),
+            framework=args.framework,
+            precision=args.precision,
+            mode=args.mode,
+            window=args.window,
+            cut_before=args.cut_before,
+        )
+    except Unsupported as exc:
+        print(f"UNSUPPORTED: {exc}", file=sys.stderr)
+        print(
+            "(--cut-before OP compares the graph before an op it cannot convert)", file=sys.stderr
+        )
+        return 1
+    if args.out:
+        atomic_write_text(args.out, result.to_json())
+    print(result.summary())
+    return 0
+
+
+COMMANDS = {"export": cmd_export, "run": cmd_run, "info": cmd_info, "diverge": cmd_diverge}
 
 
 def dispatch(parser: argparse.ArgumentParser, commands: dict, argv: list[str] | None) -> int:
