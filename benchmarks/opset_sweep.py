@@ -19,6 +19,7 @@ import json
 import sys
 import tempfile
 import traceback
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -113,6 +114,7 @@ def main() -> int:
     args = parser.parse_args()
     frameworks = args.frameworks.split(",")
     out = args.out or Path("results") / f"opsets-{args.model}"
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     with tempfile.TemporaryDirectory(prefix="opset-sweep-") as tmp:
         rows = sweep(args.model, _range(args.opsets), frameworks, Path(tmp))
     chosen = best(rows, frameworks)
@@ -124,6 +126,15 @@ def main() -> int:
         "environment": fingerprint(),
     }
     atomic_write_text(out / "opsets.json", json.dumps(doc, indent=2) + "\n")
+    manifest = {
+        "kind": "opset-sweep",
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "started_at": started,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": doc["environment"],
+        "files": ["opsets.json", "opsets.md"],
+    }
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     atomic_write_text(out / "opsets.md", markdown(args.model, rows, frameworks, chosen))
     print(markdown(args.model, rows, frameworks, chosen))
     return 0 if chosen else 1

@@ -86,3 +86,24 @@ def assert_all_gpu_cells_skipped(proc, run_dir: Path, artifacts: Path, reason_pa
         assert doc["status"] == "skipped" and reason_part in doc["reason"]
     assert not artifacts.exists() or not any(artifacts.iterdir())  # nothing exported for them
     assert f"{n} GPU cells skipped" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def onnx_artifact_of(net, tmp: Path):
+    """A torch module exported to ONNX (TorchScript exporter, dynamic batch) and made a user
+    ONNX artifact: a small graph whose reference comes from ONNX Runtime."""
+    import torch
+
+    from bench.export import ExportSpec, export
+
+    path = tmp / "tiny.onnx"
+    torch.onnx.export(
+        net.eval(),
+        (torch.zeros(1, 3, 224, 224),),
+        str(path),
+        dynamo=False,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+    )
+    artifact, _ = export(ExportSpec(model=f"onnx:{path}"), tmp / "artifacts")
+    return artifact

@@ -19,7 +19,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from helpers import SMALL_MODEL, assert_valid_result_file
+from helpers import SMALL_MODEL, assert_valid_result_file, onnx_artifact_of
 from onnx import numpy_helper
 
 from bench.backends import BACKENDS
@@ -31,7 +31,6 @@ from bench.backends.tensorrt_engine import (
     precision_run,
     static_shape,
 )
-from bench.export import ExportSpec, export
 from bench.measure.parity import compare
 from bench.quantize import calibration_batches, calibration_digest, reduced_precision_onnx
 
@@ -225,19 +224,8 @@ def tiny_artifact(tmp_path_factory):
         torch.nn.AdaptiveAvgPool2d(1),
         torch.nn.Flatten(),
         torch.nn.Linear(16, 10),
-    ).eval()
-    path = tmp / "tiny.onnx"
-    torch.onnx.export(
-        net,
-        (torch.zeros(1, 3, 224, 224),),
-        str(path),
-        dynamo=False,
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
     )
-    artifact, _ = export(ExportSpec(model=f"onnx:{path}"), tmp / "artifacts")
-    return artifact
+    return onnx_artifact_of(net, tmp)
 
 
 def test_int8_graph_passes_int8_parity_on_a_conv_net(tiny_artifact, cache):

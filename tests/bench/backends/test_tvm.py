@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_cell_to_file
-
-from bench.export import ExportSpec, export
+from helpers import onnx_artifact_of, run_cell_to_file
 
 BUDGET = (("trials", "8"), ("trials_per_task", "2"))
 
@@ -26,19 +24,8 @@ def _tiny_artifact(tmp, activation: torch.nn.Module):
         torch.nn.AdaptiveAvgPool2d(1),
         torch.nn.Flatten(),
         torch.nn.Linear(8, 10),
-    ).eval()
-    path = tmp / "tiny.onnx"
-    torch.onnx.export(
-        net,
-        (torch.zeros(1, 3, 224, 224),),
-        str(path),
-        dynamo=False,
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
     )
-    artifact, _ = export(ExportSpec(model=f"onnx:{path}"), tmp / "artifacts")
-    return artifact
+    return onnx_artifact_of(net, tmp)
 
 
 @pytest.fixture(scope="module")
