@@ -10,7 +10,9 @@ from bench.errors import UsageError
 from bench.models import check_model_name
 
 DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# "auto": what the framework runs when nobody asks; the precision it ran is read back, and
+# parity uses that precision's tier.
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "auto")
 
 
 def default_threads() -> int:

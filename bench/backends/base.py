@@ -41,6 +41,10 @@ class Backend(ABC):
     # device -> the precisions this backend runs there; the keys are its devices.
     precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32",)}
     option_names: ClassVar[tuple[str, ...]] = ()
+    # What an `auto` cell runs: the framework's own default; None where the backend lets the
+    # framework choose (and reads back what it chose) or has no meaningful default.
+    auto_precision: ClassVar[str | None] = "fp32"
+    handles_auto: ClassVar[bool] = False  # True: the backend itself leaves the choice open
     timing_scope: ClassVar[str] = HOST_END_TO_END
 
     def __init__(self, artifact: Artifact, cell: Cell) -> None:
@@ -54,6 +58,11 @@ class Backend(ABC):
         return tuple(cls.precisions)
 
     @property
+    def precision(self) -> str | None:
+        """The precision to run: the cell's, or for `auto` the framework's default."""
+        return self.auto_precision if self.cell.precision == "auto" else self.cell.precision
+
+    @property
     def has_compute_scope(self) -> bool:
         """Whether this cell's device work can be timed alone: a GPU cell of a backend that
         implements the staged methods."""
@@ -65,7 +74,10 @@ class Backend(ABC):
             raise Unsupported(
                 f"{self.name} runs on {', '.join(self.devices())}, not {self.cell.device}"
             )
-        if self.cell.precision not in self.precisions[self.cell.device]:
+        if self.cell.precision == "auto":
+            if self.auto_precision is None and not self.handles_auto:
+                raise Unsupported(f"{self.name} has no default precision to run as auto")
+        elif self.cell.precision not in self.precisions[self.cell.device]:
             raise Unsupported(
                 f"{self.name} on {self.cell.device} supports precision "
                 f"{', '.join(self.precisions[self.cell.device])}, not {self.cell.precision}"

@@ -63,7 +63,7 @@ class OnnxRuntimeBackend(Backend):
         self.optimized_path: Path | None = None
         if self.ep != "cpu":
             self.model_path, providers = self._gpu_setup()
-        elif self.cell.precision == "int8":
+        elif self.precision == "int8":
             self.model_path, _ = reduced_precision_onnx(self.artifact, "int8")
             # ORT writes the graph it will run: the read-back of what its optimiser fused.
             self.optimized_path = self.model_path.with_suffix(".ort-cpu-optimized.onnx")
@@ -81,7 +81,7 @@ class OnnxRuntimeBackend(Backend):
         """The graph and providers of a cuda cell, after checking the EP can load at all."""
         ort_cuda.require_gpu_build(self.ep)
         ort_cuda.preload_cuda_libraries()
-        precision, key = self.cell.precision, self.artifact.key
+        precision, key = self.precision, self.artifact.key
         if self.ep == "tensorrt":
             if reason := ort_cuda.tensorrt_unavailable_reason():
                 raise Unsupported(reason)

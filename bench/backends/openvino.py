@@ -46,6 +46,7 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32", "bf16", "fp16", "int8")}
     option_names = ("hint",)
+    handles_auto = True  # auto: no inference precision set; OpenVINO picks, it is read back
 
     def _load(self) -> None:
         core = ov.Core()
@@ -56,27 +57,26 @@ class OpenVinoBackend(Backend):
         if self.cell.precision == "bf16" and (reason := bf16_unsupported_reason()):
             raise Unsupported(f"openvino bf16: {reason}")
         int8 = self.cell.precision == "int8"
+        auto = self.cell.precision == "auto"
         # int8: the QDQ graph calibrated on the sample photos (bench.quantize, the one ONNX
         # Runtime and TensorRT run); OpenVINO turns its Q/DQ pairs into int8 kernels and runs
         # the layers left in float at f32, not at this CPU's default bf16.
         self.model_path = reduced_precision_onnx(self.artifact, "int8")[0] if int8 else None
         try:
             model = core.read_model(str(self.model_path or self.artifact.onnx_path))
-            self.compiled = core.compile_model(
-                model,
-                "CPU",
-                {
-                    hints.performance_mode: HINTS[hint],
-                    hints.inference_precision: _OV_TYPES["fp32" if int8 else self.cell.precision],
-                    props.inference_num_threads: self.cell.threads,
-                },
-            )
+            config = {
+                hints.performance_mode: HINTS[hint],
+                props.inference_num_threads: self.cell.threads,
+            }
+            if not auto:
+                config[hints.inference_precision] = _OV_TYPES["fp32" if int8 else self.precision]
+            self.compiled = core.compile_model(model, "CPU", config)
         except RuntimeError as exc:  # OpenVINO reports conversion and compile errors this way
             raise Unsupported(f"openvino: {_first_cause(str(exc))}") from exc
         ran = self.compiled.get_property(hints.inference_precision)
         if int8 and not self._integer_layers():
             raise Unsupported("OpenVINO ran no layer of the QDQ graph in int8 on this CPU")
-        if not int8 and _NAMES.get(ran) != self.cell.precision:
+        if not (int8 or auto) and _NAMES.get(ran) != self.cell.precision:
             ran_name = _NAMES.get(ran, str(ran))
             raise Unsupported(
                 f"asked for {self.cell.precision}, OpenVINO on this CPU runs {ran_name} instead"

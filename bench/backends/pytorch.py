@@ -73,7 +73,7 @@ class TorchBackend(Backend):
         if weights is None:
             raise Unsupported("the artifact holds no PyTorch model (it came from an ONNX file)")
         self._options()
-        cpu_bf16 = self.cell.device == "cpu" and self.cell.precision == "bf16"
+        cpu_bf16 = self.cell.device == "cpu" and self.precision == "bf16"
         if cpu_bf16 and (reason := bf16_unsupported_reason()):
             raise Unsupported(f"torch bf16: {reason}")
         torch.set_num_threads(self.cell.threads)
@@ -81,9 +81,9 @@ class TorchBackend(Backend):
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(1)
         self.device = torch.device("cuda", 0) if self.cell.device == "cuda" else torch.device("cpu")
-        self.dtype = DTYPES[self.cell.precision]
+        self.dtype = DTYPES[self.precision]
         if self.device.type == "cuda":
-            fp32 = self.cell.precision == "fp32"
+            fp32 = self.precision == "fp32"
             torch.backends.cudnn.benchmark = True
             torch.backends.cudnn.allow_tf32 = not fp32
             torch.backends.cuda.matmul.allow_tf32 = not fp32

@@ -93,8 +93,10 @@ class _PinnedArray:
 
 
 class TensorRtBackend(Backend):
+    # TensorRT's own default would be fp32 with TF32 on: not a precision this project labels.
     name = "tensorrt"
     precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cuda": ("fp32", "fp16", "int8")}
+    auto_precision = None
 
     def __init__(self, artifact: Artifact, cell: Cell) -> None:
         super().__init__(artifact, cell)
@@ -125,7 +127,7 @@ class TensorRtBackend(Backend):
     def _load(self) -> None:
         self._logger = _Logger()
         gpu = self._gpu()
-        precision = self.cell.precision
+        precision = self.precision
         t0 = time.perf_counter()
         onnx_path, onnx_reused = reduced_precision_onnx(self.artifact, precision)
         rewrite_s = time.perf_counter() - t0
