@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from bench.measure.fingerprint import _read, parse_cpuinfo
+from bench.measure.fingerprint import cpu_info
 
 # x86: AVX-512 BF16 or AMX; Arm: the BF16 extension.
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
@@ -19,7 +19,7 @@ BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 def cpu_flags() -> frozenset[str]:
     if (forced := os.environ.get("DEPLOYBENCH_CPU_FLAGS")) is not None:
         return frozenset(f.strip() for f in forced.split(",") if f.strip())
-    return frozenset(parse_cpuinfo(_read("/proc/cpuinfo"))["flags"])
+    return frozenset(cpu_info()["flags"])
 
 
 def bf16_unsupported_reason() -> str | None:

@@ -85,6 +85,11 @@ def parse_cpuinfo(text: str) -> dict[str, object]:
     }
 
 
+def cpu_info() -> dict[str, object]:
+    """This host's CPU model, relevant flags and physical core count."""
+    return parse_cpuinfo(_read("/proc/cpuinfo"))
+
+
 def _memory_total_gib() -> float | None:
     match = re.search(r"^MemTotal:\s+(\d+) kB", _read("/proc/meminfo"), re.M)
     return round(int(match.group(1)) / 2**20, 2) if match else None
@@ -171,7 +176,7 @@ def gpu_info() -> list[dict[str, str]]:
 
 def fingerprint() -> dict[str, object]:
     """The environment of this process, as recorded in every result."""
-    cpu = parse_cpuinfo(_read("/proc/cpuinfo"))
+    cpu = cpu_info()
     cpu["logical_cores"] = os.cpu_count()
     cpu["affinity_cores"] = (
         len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
