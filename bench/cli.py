@@ -159,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_parser(sub)
     _add_run_parser(sub)
     _add_diverge_parser(sub)
+    native = sub.add_parser(
+        "native-build",
+        help="build a framework's native library and C++ runner (images do it at build time)",
+    )
+    native.add_argument("--framework", required=True, help="openvino or torch")
+    native.add_argument("--dest", required=True, help="folder; the build goes to DEST/FRAMEWORK")
     info = sub.add_parser("info", help="this environment and which frameworks are importable")
     info.add_argument("--json", action="store_true", help="print JSON")
     return parser
@@ -343,7 +349,26 @@ def cmd_diverge(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"export": cmd_export, "run": cmd_run, "info": cmd_info, "diverge": cmd_diverge}
+def cmd_native_build(args: argparse.Namespace) -> int:
+    from bench.errors import Unsupported
+    from bench.native.build import build
+
+    try:
+        built = build(args.framework, Path(args.dest) / args.framework)
+    except Unsupported as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"built {built.library} and {built.runner}")
+    return 0
+
+
+COMMANDS = {
+    "export": cmd_export,
+    "run": cmd_run,
+    "info": cmd_info,
+    "diverge": cmd_diverge,
+    "native-build": cmd_native_build,
+}
 
 
 def dispatch(parser: argparse.ArgumentParser, commands: dict, argv: list[str] | None) -> int:

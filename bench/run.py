@@ -75,26 +75,29 @@ def _timing_section(
     }
 
 
-def _measure(
-    backend: Backend,
-    artifact: Artifact,
-    cell: Cell,
-    timing: TimingConfig,
-    monitor: GpuMonitor | None,
-) -> tuple[dict, dict, dict | None, dict]:
-    """Run the cell's phases in order; returns (runtime, timing, compute timing, parity)."""
-    load_ms = _timed_ms(backend.load)
+def _tier(backend: Backend, cell: Cell) -> str:
+    """The tolerance tier: the cell's precision, or for `auto` that of what the framework
+    chose, as it reports it."""
+    if cell.precision != "auto":
+        return cell.precision
+    ran = str(backend.runtime_info().get("precision_run"))
+    return ran if ran in parity_mod.TOLERANCES else "fp32"
+
+
+def _tensor_parity(outputs: dict[str, np.ndarray], artifact: Artifact, tier: str) -> dict:
+    return parity_mod.compare(
+        outputs,
+        artifact.references,
+        tier,
+        classifier_output=artifact.classifier_output,
+        reference=artifact.meta["reference"],
+    ).to_dict()
+
+
+def _parity(backend: Backend, artifact: Artifact, cell: Cell) -> dict:
+    """Every input through the backend, compared with the reference."""
+    tier = _tier(backend, cell)
     inputs = artifact.inputs
-    feed = {
-        artifact.input_name: np.ascontiguousarray(
-            inputs[batch_indices(len(inputs), cell.batch_size)]
-        )
-    }
-    cold_ms = _timed_ms(lambda: backend.infer(feed))
-    tier = cell.precision
-    if tier == "auto":  # judged by the tier of what the framework chose, as it reports it
-        ran = str(backend.runtime_info().get("precision_run"))
-        tier = ran if ran in parity_mod.TOLERANCES else "fp32"
     if artifact.task == "detection":
         from bench.measure.detection import detection_parity
 
@@ -105,15 +108,43 @@ def _measure(
         ]
         parity = detection_parity(artifact.detections, found, tier)
         parity["reference"] = artifact.meta["reference"]
-    else:
-        outputs = run_all_inputs(backend, inputs, artifact.input_name, cell.batch_size)
-        parity = parity_mod.compare(
-            outputs,
-            artifact.references,
-            tier,
-            classifier_output=artifact.classifier_output,
-            reference=artifact.meta["reference"],
-        ).to_dict()
+        return parity
+    outputs = run_all_inputs(backend, inputs, artifact.input_name, cell.batch_size)
+    return _tensor_parity(outputs, artifact, tier)
+
+
+def _measure_own_loop(
+    backend: Backend, artifact: Artifact, cell: Cell, timing: TimingConfig
+) -> tuple[dict, dict, None, dict]:
+    """A backend that runs the cell in its own process: the same phases, measured there."""
+    backend.load()  # checks and preparation only: the framework's load is timed by the backend
+    own = backend.run_own_loop(artifact.inputs, timing)
+    parity = _tensor_parity(own.outputs, artifact, cell.precision)
+    section = _timing_section(backend.timing_scope, own.timing, cell, artifact, timing)
+    runtime = backend.runtime_info()
+    runtime["precision_requested"] = cell.precision
+    return runtime, {"load_ms": own.load_ms, "cold_ms": own.cold_ms, **section}, None, parity
+
+
+def _measure(
+    backend: Backend,
+    artifact: Artifact,
+    cell: Cell,
+    timing: TimingConfig,
+    monitor: GpuMonitor | None,
+) -> tuple[dict, dict, dict | None, dict]:
+    """Run the cell's phases in order; returns (runtime, timing, compute timing, parity)."""
+    if backend.runs_own_loop:
+        return _measure_own_loop(backend, artifact, cell, timing)
+    load_ms = _timed_ms(backend.load)
+    inputs = artifact.inputs
+    feed = {
+        artifact.input_name: np.ascontiguousarray(
+            inputs[batch_indices(len(inputs), cell.batch_size)]
+        )
+    }
+    cold_ms = _timed_ms(lambda: backend.infer(feed))
+    parity = _parity(backend, artifact, cell)
     if monitor:
         monitor.mark_measure_start()
     run = time_calls(lambda: backend.infer(feed), timing)

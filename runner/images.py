@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.errors import UsageError
+from bench.native.build import source_files as native_sources
 from bench.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,9 +65,9 @@ class ImageSpec:
 
 IMAGES: Registry[ImageSpec] = Registry("image")
 for _spec in (
-    ImageSpec("torch-cpu", ("torch",), "cpu", exports=True),
+    ImageSpec("torch-cpu", ("torch", "torch-cpp", "torch-ctypes"), "cpu", exports=True),
     ImageSpec("ort-cpu", ("onnxruntime",), "cpu"),
-    ImageSpec("ov-cpu", ("openvino",), "cpu"),
+    ImageSpec("ov-cpu", ("openvino", "openvino-cpp", "openvino-ctypes"), "cpu"),
     ImageSpec("tvm-cpu", ("tvm",), "cpu"),
     ImageSpec("torch-gpu", ("torch",), "cuda", exports=True),
     ImageSpec("ort-gpu", ("onnxruntime",), "cuda"),
@@ -112,6 +113,7 @@ def _source_files() -> list[Path]:
         REPO / "pyproject.toml",
         *sorted((REPO / "bench").rglob("*.py")),
         *sorted((REPO / "bench" / "schema").glob("*.json")),
+        *native_sources(),
         *sorted((REPO / "runner").rglob("*.py")),
         *sorted((REPO / "runner").rglob("*.yaml")),
     ]

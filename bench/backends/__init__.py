@@ -43,3 +43,11 @@ BACKENDS.add("tvm", BackendEntry("tvm", "bench.backends.tvm", "TvmBackend", "tvm
 BACKENDS.add(
     "tensorrt", BackendEntry("tensorrt", "bench.backends.tensorrt", "TensorRtBackend", "tensorrt")
 )
+# The native variants (bench/backends/native.py): the framework's C++ API from a C++ runner
+# process, and the same C++ code called through ctypes.
+for _fw, _cls in (("openvino", "OpenVino"), ("torch", "Torch")):
+    for _variant, _suffix in (("cpp", "Cpp"), ("ctypes", "Ctypes")):
+        BACKENDS.add(
+            f"{_fw}-{_variant}",
+            BackendEntry(f"{_fw}-{_variant}", "bench.backends.native", f"{_cls}{_suffix}", _fw),
+        )

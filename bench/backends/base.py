@@ -15,6 +15,7 @@ not an asynchronous launch.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 from bench.artifact import Artifact
 from bench.cell import Cell
 from bench.errors import DeviceUnavailable, Unsupported
+from bench.measure.timing import TimingConfig, TimingRun
 
 HOST_END_TO_END = "host_end_to_end"
 DEVICE_COMPUTE_ONLY = "device_compute_only"
@@ -32,6 +34,16 @@ SCOPE_DESCRIPTIONS = {
     DEVICE_COMPUTE_ONLY: "inputs already on the device, outputs left there: one run of the model "
     "followed by a synchronisation, so the time is the device's work; no host/device copies",
 }
+
+
+@dataclass(frozen=True)
+class OwnLoopRun:
+    """What a backend that runs its own timing loop measured (see `Backend.run_own_loop`)."""
+
+    load_ms: float
+    cold_ms: float
+    outputs: dict[str, np.ndarray]  # every input's outputs, for parity
+    timing: TimingRun
 
 
 class Backend(ABC):
@@ -46,6 +58,9 @@ class Backend(ABC):
     auto_precision: ClassVar[str | None] = "fp32"
     handles_auto: ClassVar[bool] = False  # True: the backend itself leaves the choice open
     timing_scope: ClassVar[str] = HOST_END_TO_END
+    # True for a backend whose cell runs in another process with its own timing loop (the C++
+    # runners): `bench.run` calls its `run_own_loop` instead of timing `infer` itself.
+    runs_own_loop: ClassVar[bool] = False
 
     def __init__(self, artifact: Artifact, cell: Cell) -> None:
         self.artifact = artifact
@@ -109,6 +124,11 @@ class Backend(ABC):
     def run_staged(self) -> None:
         """Run on the staged batch; returns when the device has finished."""
         self._run_staged()
+
+    def run_own_loop(self, inputs: np.ndarray, timing: TimingConfig) -> OwnLoopRun:
+        """For `runs_own_loop` backends: after `load`, the cold call, every input's outputs
+        and the timing loop on the first batch, all done by the backend's own process."""
+        raise NotImplementedError(f"{self.name} is timed by bench.run")
 
     def close(self) -> None:
         self._close()

@@ -21,8 +21,10 @@ class ModelSpec:
     """A model the export stage can build: its torchvision constructor and preprocessing."""
 
     name: str
-    torchvision_fn: str  # e.g. "resnet50": torchvision.models.<fn>
-    pretrained_weights: str  # torchvision weights enum member, e.g. "ResNet50_Weights.DEFAULT"
+    # e.g. "resnet50": torchvision.models.<fn>; "deploybench.<name>": bench.models.build's own
+    torchvision_fn: str
+    # torchvision weights enum member, e.g. "ResNet50_Weights.DEFAULT"; "" when there are none
+    pretrained_weights: str
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     task: str = "classification"
     input_name: str = "input"
@@ -83,6 +85,21 @@ MODELS.add(
         exporter="torchscript",
         opset=17,
         fixed_batch=1,
+    ),
+)
+
+
+# A near-empty model for the cost of one call: a 32x32 photo averaged to 3 numbers and one
+# 3 -> 8 linear layer (about 3 thousand FLOPs). Its latency is a framework API's per-call
+# overhead and the language boundary's, measured alone (the native-runner comparison).
+OVERHEAD_PROBE = "overhead_probe"
+MODELS.add(
+    OVERHEAD_PROBE,
+    ModelSpec(
+        OVERHEAD_PROBE,
+        f"deploybench.{OVERHEAD_PROBE}",
+        "",
+        PreprocessConfig(resize=32, crop=32),
     ),
 )
 

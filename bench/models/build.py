@@ -44,8 +44,26 @@ def calibrate_batchnorm(model: nn.Module, batch: torch.Tensor) -> int:
 DETECTION_LOGIT_SCALE = 6.0  # scores up to ~0.99 on the sample photos, several classes each
 
 
+class OverheadProbe(nn.Module):
+    """Mean over the image, then one small linear layer: a model that costs next to nothing,
+    so its latency is the call's overhead."""
+
+    def __init__(self, weights: None = None, num_classes: int = 8) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+LOCAL_MODELS = {"deploybench.overhead_probe": OverheadProbe}
+
+
 def constructor(spec: ModelSpec) -> object:
-    """torchvision.models.<fn>, where fn may name a submodule (detection.maskrcnn_...)."""
+    """torchvision.models.<fn>, where fn may name a submodule (detection.maskrcnn_...), or one
+    of this module's own models."""
+    if spec.torchvision_fn in LOCAL_MODELS:
+        return LOCAL_MODELS[spec.torchvision_fn]
     target: object = torchvision.models
     for part in spec.torchvision_fn.split("."):
         target = getattr(target, part)
@@ -57,6 +75,8 @@ def _new(spec: ModelSpec, **weights: object) -> nn.Module:
 
 
 def _weights_enum(spec: ModelSpec) -> object:
+    if not spec.pretrained_weights:
+        raise UsageError(f"{spec.name} has no pretrained weights; use --weights random")
     enum_name, _, member = spec.pretrained_weights.partition(".")
     module = torchvision.models.detection if spec.task == "detection" else torchvision.models
     return getattr(module, enum_name)[member]

@@ -17,8 +17,9 @@ from tabulate import tabulate
 
 from bench.backends.base import SCOPE_DESCRIPTIONS
 from bench.fsutil import atomic_write_text
+from bench.models import OVERHEAD_PROBE
 from bench.result import CellResult
-from runner.report import plots, tables
+from runner.report import boundary, plots, tables
 from runner.report.runs import Run
 
 CSV_FIELDS = (
@@ -93,6 +94,11 @@ def sections(results: list[CellResult]) -> list[Section]:
         if detections := tables.detection_rows(group):
             title = f"{model} on {device}: detection parity"
             out.append(Section(title, tables.DETECTION_HEADERS, detections))
+    if rows := boundary.boundary_rows(results):
+        out.append(Section("Python API vs C++ vs ctypes", boundary.BOUNDARY_HEADERS, rows))
+    if rows := boundary.overhead_rows(results):
+        title = f"Per-call overhead ({OVERHEAD_PROBE}, batch 1)"
+        out.append(Section(title, boundary.OVERHEAD_HEADERS, rows))
     return out
 
 

@@ -86,6 +86,20 @@ def test_cells_run_in_their_own_images(
     assert not _labelled_containers(docker_executor), "every cell container is removed"
 
 
+def test_native_runners_run_in_the_openvino_image(
+    docker_executor, small_matrix_file, small_artifact, tmp_path
+):
+    """openvino-cpp and openvino-ctypes use the runner and library built into ov-cpu."""
+    path = small_matrix_file(frameworks=("openvino-cpp", "openvino-ctypes"))
+    summary = _run(docker_executor, path, small_artifact, tmp_path)
+    assert [r.status for r in summary.results] == ["ok", "ok"], summary.results
+    for result in summary.results:
+        assert result.parity_passed
+        assert result.environment["container"]["image"] == "deploybench/ov-cpu:latest"
+        assert result.runtime["native_build"].startswith("/opt/venv/native/openvino/")
+        assert result.runtime["threads"] == 1
+
+
 def test_crash_hang_and_oom_in_containers_are_isolated(
     docker_executor, small_matrix_file, small_artifact, tmp_path
 ):

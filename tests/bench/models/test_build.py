@@ -76,3 +76,19 @@ def test_model_names():
     assert check_model_name("onnx:/x.onnx") == "onnx:/x.onnx"
     with pytest.raises(UsageError, match="valid choices: .*mobilenet_v3_large.*onnx:PATH"):
         check_model_name("vgg16")
+
+
+def test_overhead_probe_is_near_empty_and_exports(tmp_path):
+    """The per-call overhead model: a few thousand FLOPs on a 32x32 photo, a real artifact."""
+    from bench.export import ExportSpec, export
+    from bench.models import OVERHEAD_PROBE
+
+    artifact, _ = export(ExportSpec(model=OVERHEAD_PROBE), tmp_path)
+    assert artifact.inputs.shape[1:] == (3, 32, 32)
+    assert artifact.references["logits"].shape == (len(artifact.inputs), 8)
+    # mean over 3x32x32 (3072 adds) + 3x8 multiply-adds (48) at most
+    assert 0 < artifact.meta["flops_per_sample"] <= 3072 + 48
+    # distinct logits per photo: a parity check on it can fail
+    assert len(set(artifact.references["logits"].argmax(1))) > 1
+    with pytest.raises(UsageError, match="overhead_probe has no pretrained weights"):
+        build_model(MODELS.get(OVERHEAD_PROBE), "pretrained", seed=0)

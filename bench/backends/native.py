@@ -1,0 +1,229 @@
+"""The native variants of a framework: its C++ API in a C++ runner process (`<fw>-cpp`), and
+the same C++ code called from Python through ctypes (`<fw>-ctypes`).
+
+Both run what the Python backend runs, configured the same way (threads, precision, one
+request), on the same artifact and inputs, so that the three variants differ only in the
+language boundary:
+- `-ctypes` is an ordinary backend: every `infer` is one ctypes call into the native library
+  with the NumPy input read in place and outputs written into NumPy buffers; the timing loop
+  is Python's, like every other backend's.
+- `-cpp` runs the whole cell in the C++ runner (load, cold call, parity outputs, warm-up and
+  measurement with the same bounds); `bench.run` turns what it writes into the same result.
+
+OpenVINO reads the artifact's ONNX graph. LibTorch reads TorchScript, traced once (cached)
+from the same weights the torch backend builds its model from.
+The native runners take models with one float32 input and float32 outputs of fixed shape
+(classifiers); detectors are `unsupported`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from bench.artifact import Artifact
+from bench.backends.base import Backend, OwnLoopRun
+from bench.backends.cpu import bf16_unsupported_reason
+from bench.errors import Unsupported
+from bench.fsutil import atomic_path, cache_dir
+from bench.measure.timing import TimingConfig, TimingRun
+from bench.native.build import NativeBuild, ensure_built
+from bench.native.library import NativeLibrary, NativeSession
+
+LOAD_REFUSED_EXIT = 3  # the C++ runner's exit code when the framework refuses the model
+STDERR_TAIL = 2000
+
+
+def torchscript_file(artifact: Artifact) -> Path:
+    """The artifact's PyTorch model traced to TorchScript, once per artifact and torch version."""
+    import torch
+
+    from bench.models import MODELS
+    from bench.models.build import build_model
+
+    if artifact.weights_path is None:
+        raise Unsupported("LibTorch needs the PyTorch model; this artifact came from an ONNX file")
+    path = cache_dir("torchscript", f"{artifact.key}-torch{torch.__version__}.pt")
+    if not path.is_file():
+        model = build_model(MODELS.get(artifact.model), str(artifact.weights_path), seed=0)
+        with torch.no_grad():
+            traced = torch.jit.trace(model, torch.from_numpy(artifact.inputs[:1]))
+        with atomic_path(path) as tmp:
+            torch.jit.save(traced, str(tmp))
+    return path
+
+
+@dataclass(frozen=True)
+class NativeFramework:
+    """What differs between frameworks on the Python side of the native runners."""
+
+    precisions: tuple[str, ...]
+    model_file: Callable[[Artifact], Path]
+    config: Callable[[str], str]  # precision -> the library's "KEY=VALUE;..." config
+
+
+_OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+FRAMEWORKS = {
+    # As bench/backends/openvino.py: the inference precision is set, never left to the CPU's
+    # default (bf16 on CPUs that have it).
+    "openvino": NativeFramework(
+        ("fp32", "bf16"),
+        lambda artifact: artifact.onnx_path,
+        lambda precision: f"INFERENCE_PRECISION_HINT={_OV_PRECISION[precision]}",
+    ),
+    "torch": NativeFramework(("fp32",), torchscript_file, lambda precision: ""),
+}
+
+
+class _NativeBackend(Backend):
+    framework: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "framework" in cls.__dict__:  # a concrete variant: its framework's precisions
+            cls.precisions = {"cpu": FRAMEWORKS[cls.framework].precisions}
+
+    def _prepare(self) -> None:
+        """Checks and files both variants need; sets build, model file, config and shapes."""
+        spec = FRAMEWORKS[self.framework]
+        inputs = self.artifact.meta["inputs"]
+        if self.artifact.task == "detection" or len(inputs) != 1 or inputs[0]["dtype"] != "float32":
+            raise Unsupported(
+                "the native runners take one float32 input and fixed-shape float32 outputs; "
+                f"this {self.artifact.task} model has other"
+            )
+        if self.precision == "bf16" and (reason := bf16_unsupported_reason()):
+            raise Unsupported(f"{self.name} bf16: {reason}")
+        self.build: NativeBuild = ensure_built(self.framework)
+        self.model_file = spec.model_file(self.artifact)
+        self.config = spec.config(self.precision)
+        self.sample_shape = tuple(self.artifact.inputs.shape[1:])
+        refs = self.artifact.references
+        self.output_shapes = [tuple(refs[name].shape[1:]) for name in self.artifact.output_names]
+
+
+class CtypesBackend(_NativeBackend):
+    """The framework's C++ inference code in this process, one ctypes call per inference."""
+
+    def _load(self) -> None:
+        self._prepare()
+        self.library = NativeLibrary(self.build.library)
+        try:
+            self.session = NativeSession(
+                self.library, self.model_file, self.cell.threads, self.config,
+                self.sample_shape, self.output_shapes,
+            )  # fmt: skip
+        except RuntimeError as exc:
+            raise Unsupported(f"{self.name}: {exc}") from exc
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.session.infer(feed[self.artifact.input_name])
+        return dict(zip(self.artifact.output_names, outputs, strict=True))
+
+    def framework_version(self) -> str:
+        return self.library.framework_version()
+
+    def _runtime_info(self) -> dict[str, object]:
+        return {
+            **self.session.runtime_info(),
+            "call": "ctypes",
+            "native_build": str(self.build.library),
+        }
+
+    def _close(self) -> None:
+        if getattr(self, "session", None) is not None:
+            self.session.close()
+
+
+class CppBackend(_NativeBackend):
+    """The whole cell in the C++ runner process; `bench.run` calls `run_own_loop`."""
+
+    runs_own_loop = True
+
+    def _load(self) -> None:
+        self._prepare()
+        self._run_info: dict[str, object] = {}
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise Unsupported(
+            f"{self.name} runs in its own process; {self.framework}-ctypes calls the same code "
+            "in-process"
+        )
+
+    def run_own_loop(self, inputs: np.ndarray, timing: TimingConfig) -> OwnLoopRun:
+        """Run the cell in the C++ runner on `inputs` (every photo) and read what it wrote."""
+        with tempfile.TemporaryDirectory(prefix="deploybench-cpp-") as work:
+            out = Path(work)
+            np.ascontiguousarray(inputs, np.float32).tofile(out / "inputs.bin")
+            elems = [int(np.prod(s)) for s in self.output_shapes]
+            cmd = [
+                str(self.build.runner), "--model", str(self.model_file),
+                "--inputs", str(out / "inputs.bin"),
+                "--shape", ",".join(map(str, inputs.shape)),
+                "--batch", str(self.cell.batch_size), "--threads", str(self.cell.threads),
+                "--outputs", ",".join(map(str, elems)), "--out", str(out),
+                "--config", self.config,
+                *(arg for key, value in timing.to_dict().items()
+                  for arg in (f"--{key.replace('_', '-')}", str(value))),
+            ]  # fmt: skip
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            tail = done.stderr[-STDERR_TAIL:].strip()
+            if done.returncode == LOAD_REFUSED_EXIT:
+                raise Unsupported(f"{self.name}: {tail}")
+            if done.returncode != 0:
+                how = f"signal {-done.returncode}" if done.returncode < 0 else done.returncode
+                raise RuntimeError(f"{self.build.runner.name} exited with {how}: {tail}")
+            run = json.loads((out / "run.json").read_text())
+            outputs = {
+                name: np.fromfile(out / f"output_{i}.bin", np.float32).reshape(-1, *shape)
+                for i, (name, shape) in enumerate(
+                    zip(self.artifact.output_names, self.output_shapes, strict=True)
+                )
+            }
+        self._version = run["framework_version"]
+        self._run_info = {
+            **run["runtime"],
+            "call": "c++ runner",
+            "compiler": run["compiler"],
+            "native_build": str(self.build.runner),
+        }
+        return OwnLoopRun(
+            load_ms=run["load_ms"],
+            cold_ms=run["cold_ms"],
+            outputs=outputs,
+            timing=TimingRun(
+                warmup_iters=run["warmup_iters"],
+                warmup_s=run["warmup_s"],
+                samples_ms=run["samples_ms"],
+                measure_s=run["measure_s"],
+            ),
+        )
+
+    def framework_version(self) -> str:
+        return getattr(self, "_version", "unknown")
+
+    def _runtime_info(self) -> dict[str, object]:
+        return self._run_info
+
+
+class OpenVinoCtypes(CtypesBackend):
+    name, framework = "openvino-ctypes", "openvino"
+
+
+class OpenVinoCpp(CppBackend):
+    name, framework = "openvino-cpp", "openvino"
+
+
+class TorchCtypes(CtypesBackend):
+    name, framework = "torch-ctypes", "torch"
+
+
+class TorchCpp(CppBackend):
+    name, framework = "torch-cpp", "torch"

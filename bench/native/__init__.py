@@ -1,0 +1,13 @@
+"""Native runners: the same cells through a framework's C++ API.
+
+Per framework, one shared library with a small C API (`deploybench.h`: load, infer on the
+caller's buffers, runtime info, free) and one C++ runner executable linking it
+(`src/runner_main.cpp`: load, cold call, parity outputs and the timing loop, in C++).
+`build.py` builds both with CMake against the SDK the framework's Python wheel ships;
+`library.py` calls the library from Python through ctypes. The backends are in
+`bench/backends/native.py` (`<framework>-cpp`, `<framework>-ctypes`).
+"""
+
+from __future__ import annotations
+
+FRAMEWORKS = ("openvino", "torch")  # the frameworks with a session_<framework>.cpp

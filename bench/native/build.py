@@ -1,0 +1,143 @@
+"""Building a framework's native library and C++ runner with CMake, once per source version.
+
+The SDK comes from the framework's own Python wheel (headers, libraries, CMake config), so the
+native code is compiled against exactly the framework version the Python backend runs. Builds
+are cached by a hash of the sources, the framework version and the compiler; an image builds
+them at image-build time (`python -m bench native-build`) and points `DEPLOYBENCH_NATIVE_DIR`
+at them. A missing toolchain or SDK, or a failed build, is `Unsupported` with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import Unsupported, UsageError
+from bench.fsutil import cache_dir
+from bench.native import FRAMEWORKS
+
+SOURCE_DIR = Path(__file__).resolve().parent
+BUILD_LOG_TAIL = 3000  # characters of a failed build's log kept in the reason
+NATIVE_DIR_ENV = "DEPLOYBENCH_NATIVE_DIR"
+
+
+@dataclass(frozen=True)
+class NativeBuild:
+    """A built framework: the shared library (ctypes) and the C++ runner executable."""
+
+    library: Path
+    runner: Path
+
+    @classmethod
+    def in_dir(cls, folder: Path, framework: str) -> NativeBuild:
+        return cls(folder / f"libdeploybench_{framework}.so", folder / f"deploybench-{framework}")
+
+    def exists(self) -> bool:
+        return self.library.is_file() and self.runner.is_file()
+
+
+def source_files() -> list[Path]:
+    return sorted(p for p in SOURCE_DIR.rglob("*") if p.suffix in (".cpp", ".hpp", ".h", ".txt"))
+
+
+def _check_framework(framework: str) -> None:
+    if framework not in FRAMEWORKS:
+        raise UsageError(f"no native runner for {framework!r}; valid: {', '.join(FRAMEWORKS)}")
+
+
+def _sdk_args(framework: str) -> tuple[list[str], str]:
+    """CMake arguments locating the framework's SDK in its wheel, and the framework version."""
+    module = importlib.import_module(framework)
+    root = Path(module.__file__).parent
+    if framework == "openvino":
+        config = root / "cmake" / "OpenVINOConfig.cmake"
+        if not config.is_file():
+            raise Unsupported(f"the openvino package at {root} ships no C++ SDK ({config} missing)")
+        return [f"-DOpenVINO_DIR={config.parent}"], module.get_version()
+    header = root / "include" / "torch" / "script.h"
+    if not header.is_file():
+        raise Unsupported(f"the torch package at {root} ships no LibTorch headers ({header})")
+    abi = int(module._C._GLIBCXX_USE_CXX11_ABI)
+    return [f"-DTORCH_ROOT={root}", f"-DTORCH_CXX11_ABI={abi}"], module.__version__
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise Unsupported(f"building the native runner needs {name}, which is not installed")
+    return path
+
+
+def _compiler_version() -> str:
+    cxx = os.environ.get("CXX") or _tool("c++")
+    out = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False)
+    return out.stdout.splitlines()[0] if out.stdout else cxx
+
+
+def build_key(framework: str, framework_version: str, compiler: str) -> str:
+    digest = hashlib.sha256(f"{framework}\0{framework_version}\0{compiler}\0".encode())
+    for path in source_files():
+        digest.update(path.relative_to(SOURCE_DIR).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _run(cmd: list[str], log: Path) -> None:
+    with log.open("a") as out:
+        out.write("$ " + " ".join(cmd) + "\n")
+        out.flush()
+        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace")[-BUILD_LOG_TAIL:]
+        what = f"{Path(cmd[0]).name} exit {done.returncode}"
+        raise Unsupported(f"building the native runner failed ({what}):\n{tail}")
+
+
+def build(framework: str, dest: Path) -> NativeBuild:
+    """Configure and build into `dest` (created; its previous content is replaced)."""
+    _check_framework(framework)
+    cmake = _tool("cmake")
+    sdk, _version = _sdk_args(framework)
+    _compiler_version()  # fails early, with a clear reason, when there is no C++ compiler
+    with tempfile.TemporaryDirectory(prefix="deploybench-native-") as work:
+        log = Path(work) / "build.log"
+        _run([cmake, "-S", str(SOURCE_DIR), "-B", work, f"-DDB_FRAMEWORK={framework}", *sdk], log)
+        _run([cmake, "--build", work, "--parallel", str(os.cpu_count() or 1)], log)
+        built = NativeBuild.in_dir(Path(work), framework)
+        dest.mkdir(parents=True, exist_ok=True)
+        for path in (built.library, built.runner):
+            shutil.copy2(path, dest / path.name)  # keeps the executable bit
+    return NativeBuild.in_dir(dest, framework)
+
+
+def ensure_built(framework: str) -> NativeBuild:
+    """The framework's native build: the image's prebuilt one, else built once into the cache."""
+    _check_framework(framework)
+    if prebuilt := os.environ.get(NATIVE_DIR_ENV):
+        found = NativeBuild.in_dir(Path(prebuilt) / framework, framework)
+        if found.exists():
+            return found
+    _tool("cmake")
+    _sdk, version = _sdk_args(framework)
+    key = build_key(framework, version, _compiler_version())
+    target = cache_dir("native", f"{framework}-{key}")
+    found = NativeBuild.in_dir(target, framework)
+    if found.exists():
+        return found
+    # Built beside the target and renamed into place: a concurrent cell never sees half a build.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        build(framework, staging)
+        with contextlib.suppress(OSError):  # another cell finished the same build first
+            staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return found
