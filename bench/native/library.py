@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,15 @@ class NativeLibrary:
         return self.lib.db_framework_version().decode()
 
 
+@dataclass
+class _CallArgs:
+    shape: ctypes.Array
+    capacity: ctypes.Array
+    out_shapes: ctypes.Array
+    out_ranks: ctypes.Array
+    err: ctypes.Array
+
+
 class NativeSession:
     """One loaded model. `sample_shape` is one input sample's shape (no batch axis) and
     `output_sample_shapes` each output's per-sample shape, in the model's output order."""
@@ -82,6 +92,7 @@ class NativeSession:
         if not handle:
             raise NativeError(err.value.decode(errors="replace"))
         self.handle: int | None = handle
+        self._args: dict[tuple[int, ...], _CallArgs] = {}
 
     def check_input(self, x: object) -> np.ndarray:
         """The input as the C side needs it, or a ValueError saying what is wrong."""
@@ -98,6 +109,20 @@ class NativeSession:
             raise ValueError("input must be C-contiguous (np.ascontiguousarray)")
         return x
 
+    def _call_args(self, shape: tuple[int, ...]) -> _CallArgs:
+        """The ctypes arguments that depend only on the input's shape, made once per shape."""
+        if (args := self._args.get(shape)) is None:
+            n = len(self.output_sample_shapes)
+            sizes = [shape[0] * int(np.prod(s)) for s in self.output_sample_shapes]
+            args = self._args[shape] = _CallArgs(
+                shape=(ctypes.c_int64 * len(shape))(*shape),
+                capacity=(ctypes.c_int64 * n)(*sizes),
+                out_shapes=(ctypes.c_int64 * (n * MAX_RANK))(),
+                out_ranks=(ctypes.c_int * n)(),
+                err=ctypes.create_string_buffer(ERR_LEN),
+            )
+        return args
+
     def infer(self, x: np.ndarray) -> list[np.ndarray]:
         """Run on `x` (read in place, not copied); returns new arrays, one per output."""
         if self.handle is None:
@@ -106,20 +131,16 @@ class NativeSession:
         batch = x.shape[0]
         outputs = [np.empty((batch, *s), np.float32) for s in self.output_sample_shapes]
         n = len(outputs)
-        shape = (ctypes.c_int64 * x.ndim)(*x.shape)
+        a = self._call_args(x.shape)
         pointers = (_f32p * n)(*(o.ctypes.data_as(_f32p) for o in outputs))
-        capacity = (ctypes.c_int64 * n)(*(o.size for o in outputs))
-        out_shapes = (ctypes.c_int64 * (n * MAX_RANK))()
-        out_ranks = (ctypes.c_int * n)()
-        err = ctypes.create_string_buffer(ERR_LEN)
         rc = self.lib.db_infer(
-            self.handle, x.ctypes.data_as(_f32p), shape, x.ndim, n, pointers, capacity,
-            out_shapes, out_ranks, err, ERR_LEN,
+            self.handle, x.ctypes.data_as(_f32p), a.shape, x.ndim, n, pointers, a.capacity,
+            a.out_shapes, a.out_ranks, a.err, ERR_LEN,
         )  # fmt: skip
         if rc != 0:
-            raise NativeError(err.value.decode(errors="replace"))
+            raise NativeError(a.err.value.decode(errors="replace"))
         for i, out in enumerate(outputs):
-            got = tuple(out_shapes[i * MAX_RANK : i * MAX_RANK + out_ranks[i]])
+            got = tuple(a.out_shapes[i * MAX_RANK : i * MAX_RANK + a.out_ranks[i]])
             if got != out.shape:
                 raise NativeError(f"output {i} has shape {got}, expected {out.shape}")
         return outputs
