@@ -159,3 +159,20 @@ def test_native_variants_refuse_what_they_do_not_run(small_artifact):
     )
     assert result.status == "unsupported"
     assert "supports precision fp32, not bf16" in result.reason
+
+
+def test_a_failed_build_is_unsupported_with_the_build_log(small_artifact, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEPLOYBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DEPLOYBENCH_NATIVE_DIR", raising=False)
+    monkeypatch.setenv("CXX", "/bin/false")  # a "compiler" that fails every check
+    result = run_cell(
+        Cell(model=small_artifact.model, framework="openvino-cpp", threads=1),
+        small_artifact,
+        QUICK,
+    )
+    assert result.status == "unsupported"
+    assert "building the native runner failed (cmake exit 1)" in result.reason
+    assert "CMAKE_CXX_COMPILER" in result.reason or "CXX compiler" in result.reason
+    assert not (tmp_path / "cache" / "native").exists() or not any(
+        p.name.startswith("openvino-") for p in (tmp_path / "cache" / "native").iterdir()
+    )
