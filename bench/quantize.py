@@ -148,18 +148,26 @@ def reduced_precision_onnx(artifact: Artifact, precision: str) -> tuple[Path, bo
     if precision == "fp16":
         convert_fp16(artifact.onnx_path, path)
     else:
-        fixed = artifact.meta["inputs"][0]["shape"][0]
-        # A dynamic batch calibrates one sample at a time; a fixed one only takes its own.
-        batch = fixed if isinstance(fixed, int) else 1
+        batch = calibration_batch_size(artifact)
         quantize_qdq(artifact.onnx_path, path, artifact.input_name, artifact.inputs, batch)
     return path, False
 
 
-def calibration_record(artifact: Artifact) -> dict[str, object]:
-    """What an int8 result records of its calibration set: the artifact's photos, by name."""
+def calibration_batch_size(artifact: Artifact) -> int:
+    """The batch an ONNX graph calibrates with: one sample at a time when its batch is dynamic;
+    a fixed batch only takes its own."""
+    fixed = artifact.meta["inputs"][0]["shape"][0]
+    return fixed if isinstance(fixed, int) else 1
+
+
+def calibration_record(
+    artifact: Artifact, recipe: dict[str, object] | None = None
+) -> dict[str, object]:
+    """What an int8 result records of its calibration set: the artifact's photos, by name, and
+    the quantization recipe (default: this module's QDQ graph; PyTorch and NNCF pass theirs)."""
     return {
         "images": [i["name"] for i in artifact.meta.get("images", [])],
         "samples": len(artifact.inputs),
         "sha256": calibration_digest(artifact.inputs),
-        "recipe": RECIPES["int8"],
+        "recipe": RECIPES["int8"] if recipe is None else recipe,
     }
