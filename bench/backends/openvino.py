@@ -11,12 +11,18 @@
   across the plugin's optimal number of asynchronous requests, so its streams work in
   parallel; the request and stream counts are recorded.
 - The thread budget is `inference_num_threads`, read back from the compiled model.
+- int8: option `quantizer=nncf` (the default: OpenVINO's own post-training quantization,
+  bench/backends/ov_nncf.py) or `quantizer=qdq` (the QDQ graph ONNX Runtime and TensorRT run,
+  bench/quantize.py), both calibrated on the artifact's photos; the layers left in float run
+  at f32, and the runtime model must have i8/u8 layers for the cell to count as int8.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections import Counter
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -24,6 +30,7 @@ import openvino as ov
 import openvino.properties as props
 import openvino.properties.hint as hints
 
+from bench.backends import ov_nncf
 from bench.backends.base import Backend
 from bench.backends.cpu import bf16_unsupported_reason
 from bench.errors import Unsupported
@@ -32,6 +39,7 @@ from bench.quantize import calibration_record, reduced_precision_onnx
 _OV_TYPES = {"fp32": ov.Type.f32, "bf16": ov.Type.bf16, "fp16": ov.Type.f16}
 _NAMES = {ov.Type.f32: "fp32", ov.Type.bf16: "bf16", ov.Type.f16: "fp16"}
 HINTS = {"latency": hints.PerformanceMode.LATENCY, "throughput": hints.PerformanceMode.THROUGHPUT}
+QUANTIZERS = ("nncf", "qdq")  # int8: the first is the default
 
 
 def _first_cause(message: str) -> str:
@@ -45,7 +53,7 @@ def _first_cause(message: str) -> str:
 class OpenVinoBackend(Backend):
     name = "openvino"
     precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32", "bf16", "fp16", "int8")}
-    option_names = ("hint",)
+    option_names = ("hint", "quantizer")
     handles_auto = True  # auto: no inference precision set; OpenVINO picks, it is read back
 
     def _load(self) -> None:
@@ -58,11 +66,11 @@ class OpenVinoBackend(Backend):
             raise Unsupported(f"openvino bf16: {reason}")
         int8 = self.cell.precision == "int8"
         auto = self.cell.precision == "auto"
-        # int8: the QDQ graph calibrated on the sample photos (bench.quantize, the one ONNX
-        # Runtime and TensorRT run); OpenVINO turns its Q/DQ pairs into int8 kernels and runs
-        # the layers left in float at f32, not at this CPU's default bf16.
-        self.model_path = reduced_precision_onnx(self.artifact, "int8")[0] if int8 else None
+        self.quantizer = self._quantizer(int8)
         try:
+            # int8: a quantized model calibrated on the sample photos; OpenVINO runs its
+            # quantized layers as int8 kernels and the rest at f32, not this CPU's default bf16.
+            self.model_path, self.model_reused = self._quantized(core) if int8 else (None, None)
             model = core.read_model(str(self.model_path or self.artifact.onnx_path))
             config = {
                 hints.performance_mode: HINTS[hint],
@@ -75,7 +83,9 @@ class OpenVinoBackend(Backend):
             raise Unsupported(f"openvino: {_first_cause(str(exc))}") from exc
         ran = self.compiled.get_property(hints.inference_precision)
         if int8 and not self._integer_layers():
-            raise Unsupported("OpenVINO ran no layer of the QDQ graph in int8 on this CPU")
+            raise Unsupported(
+                f"OpenVINO ran no layer of the {self.quantizer}-quantized model in int8 here"
+            )
         if not (int8 or auto) and _NAMES.get(ran) != self.cell.precision:
             ran_name = _NAMES.get(ran, str(ran))
             raise Unsupported(
@@ -85,6 +95,28 @@ class OpenVinoBackend(Backend):
         requests = self.compiled.get_property(props.optimal_number_of_infer_requests)
         self.n_requests = 1 if hint == "latency" else max(1, min(requests, self.cell.batch_size))
         self.requests = [self.compiled.create_infer_request() for _ in range(self.n_requests)]
+
+    def _quantizer(self, int8: bool) -> str | None:
+        """The int8 quantizer the cell asks for (option `quantizer`), None for float cells."""
+        asked = self.cell.option("quantizer")
+        if asked is None:
+            return QUANTIZERS[0] if int8 else None
+        if asked not in QUANTIZERS:
+            raise Unsupported(f"openvino quantizer {asked!r}; valid: {', '.join(QUANTIZERS)}")
+        if not int8:
+            raise Unsupported(f"openvino option quantizer applies to int8, not {self.precision}")
+        return asked
+
+    def _quantized(self, core: ov.Core) -> tuple[Path, bool]:
+        """The int8 model file and whether it came from the cache."""
+        if self.quantizer == "qdq":
+            if not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
+                raise Unsupported(
+                    "openvino quantizer=qdq: the QDQ graph is made with onnx and onnxruntime, "
+                    "which are not installed here (the ov-cpu image has NNCF, the default)"
+                )
+            return reduced_precision_onnx(self.artifact, "int8")
+        return ov_nncf.quantized_ir(core, self.artifact)
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = feed[self.artifact.input_name]
@@ -122,7 +154,9 @@ class OpenVinoBackend(Backend):
             # int8 when the runtime model has int8 layers (the rest run at the float precision).
             "precision_run": "int8" if self._integer_layers() else run,
             "model_file": str(self.model_path or self.artifact.onnx_path),
-            "calibration": calibration_record(self.artifact) if self.model_path else None,
+            "quantizer": self.quantizer,
+            "quantized_model_reused": self.model_reused,
+            "calibration": self._calibration(),
             "threads": c.get_property(props.inference_num_threads),
             "performance_hint": self.hint,
             "num_streams": int(c.get_property(props.streams.num)),
@@ -130,6 +164,12 @@ class OpenVinoBackend(Backend):
             "layer_precisions": self._layer_precisions(),
             "execution_devices": list(c.get_property(props.execution_devices)),
         }
+
+    def _calibration(self) -> dict[str, object] | None:
+        if self.quantizer is None:
+            return None
+        recipe = ov_nncf.RECIPE if self.quantizer == "nncf" else None  # None: the QDQ recipe
+        return calibration_record(self.artifact, recipe)
 
     def _close(self) -> None:
         self.requests = []

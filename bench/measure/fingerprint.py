@@ -27,6 +27,7 @@ RELEVANT_PACKAGES = (
     "onnxruntime",
     "onnxruntime-gpu",
     "openvino",
+    "nncf",
     "apache-tvm",
     "apache-tvm-ffi",
     "tensorrt",
