@@ -1,7 +1,9 @@
 """PyTorch: the reference framework, run the way a PyTorch user would deploy it.
 
 - CPU: inference_mode, an explicit intra-op thread count and one inter-op thread; fp32, or
-  bf16 (the model converted, oneDNN's bf16 kernels) on CPUs that compute bf16 natively.
+  bf16 (the model converted, oneDNN's bf16 kernels) on CPUs that compute bf16 natively, or
+  int8: PT2E static quantization compiled by Inductor into oneDNN int8 kernels, which are
+  read back from the generated code (bench/backends/torch_int8.py).
 - CUDA: the model converted to the cell's precision (`.half()` / `.bfloat16()`, so the
   precision run is read back from the parameters), cuDNN autotuning on (`cudnn.benchmark`:
   shapes are fixed), and for fp32 TF32 switched off in both cuDNN and matmuls: PyTorch lets
@@ -23,12 +25,14 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from bench.backends import torch_int8
 from bench.backends.base import Backend
 from bench.backends.cpu import bf16_unsupported_reason
 from bench.backends.cuda import cuda_unavailable_reason
 from bench.errors import Unsupported
 from bench.models import MODELS
 from bench.models.build import as_graph, build_model
+from bench.quantize import calibration_batches, calibration_record
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PRECISION_OF = {v: k for k, v in DTYPES.items()}
@@ -38,7 +42,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 class TorchBackend(Backend):
     name = "torch"
     precisions: ClassVar[dict[str, tuple[str, ...]]] = {
-        "cpu": ("fp32", "bf16"),
+        "cpu": ("fp32", "bf16", "int8"),
         "cuda": ("fp32", "fp16", "bf16"),
     }
     option_names = ("channels_last", "compile", "cuda_graphs")
@@ -69,34 +73,58 @@ class TorchBackend(Backend):
             )
 
     def _load(self) -> None:
-        weights = self.artifact.weights_path
-        if weights is None:
+        if self.artifact.weights_path is None:
             raise Unsupported("the artifact holds no PyTorch model (it came from an ONNX file)")
         self._options()
         cpu_bf16 = self.cell.device == "cpu" and self.precision == "bf16"
         if cpu_bf16 and (reason := bf16_unsupported_reason()):
             raise Unsupported(f"torch bf16: {reason}")
+        self.int8 = self.precision == "int8"
+        if self.int8 and (reason := torch_int8.unavailable_reason()):
+            raise Unsupported(reason)
         torch.set_num_threads(self.cell.threads)
         # Only settable before the first parallel work; a second cell in one process keeps it.
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(1)
         self.device = torch.device("cuda", 0) if self.cell.device == "cuda" else torch.device("cpu")
-        self.dtype = DTYPES[self.precision]
+        # int8 takes and gives float32; its integer kernels are Inductor's (see _load_int8).
+        self.dtype = torch.float32 if self.int8 else DTYPES[self.precision]
         if self.device.type == "cuda":
             fp32 = self.precision == "fp32"
             torch.backends.cudnn.benchmark = True
             torch.backends.cudnn.allow_tf32 = not fp32
             torch.backends.cuda.matmul.allow_tf32 = not fp32
-        spec = MODELS.get(self.artifact.model)
-        model = as_graph(build_model(spec, str(weights), seed=0), spec)
-        model = model.to(self.device, self.dtype).eval()
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        model = model.to(memory_format=self.memory_format)
-        self.model = model
-        self.forward = torch.compile(model, mode=self.compile_mode) if self.compile_mode else model
         self.graph: torch.cuda.CUDAGraph | None = None
         self.staged: torch.Tensor | None = None
         self.output: torch.Tensor | None = None
+        if self.int8:
+            self._load_int8()
+            return
+        self.model = self._build()
+        self.forward = (
+            torch.compile(self.model, mode=self.compile_mode) if self.compile_mode else self.model
+        )
+
+    def _build(self) -> torch.nn.Module:
+        """The model from the artifact's weights, on the cell's device, dtype and layout."""
+        spec = MODELS.get(self.artifact.model)
+        model = as_graph(build_model(spec, str(self.artifact.weights_path), seed=0), spec)
+        model = model.to(self.device, self.dtype).eval()
+        return model.to(memory_format=self.memory_format)
+
+    def _load_int8(self) -> None:
+        """Quantize (or reuse the cached program), compile, and check int8 kernels were made."""
+        batches = [
+            self._to_device(b)
+            for b in calibration_batches(self.artifact.inputs, self.cell.batch_size)
+        ]
+        self.model, self.program_path, self.program_reused = torch_int8.quantized_program(
+            self._build, self.artifact, batches, self.channels_last
+        )
+        self.forward, self.int8_kernels, self.float_kernels = torch_int8.compile_int8(
+            self.model, batches[0], self.compile_mode
+        )
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(array).to(self.device, self.dtype, non_blocking=False)
@@ -157,6 +185,8 @@ class TorchBackend(Backend):
             "channels_last": self.channels_last,
             "compile_mode": self.compile_mode,
         }
+        if self.int8:
+            info.update(self._int8_info())
         if self.device.type == "cpu":
             info["mkldnn_enabled"] = torch.backends.mkldnn.is_available()
             info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
@@ -173,6 +203,22 @@ class TorchBackend(Backend):
             framework_peak_memory_mib=round(torch.cuda.max_memory_allocated() / 2**20, 1),
         )
         return info
+
+    def _int8_info(self) -> dict[str, object]:
+        return {
+            # Read back from the code Inductor generated: the oneDNN int8 kernels it calls.
+            "precision_run": "int8",
+            "compile_mode": self.compile_mode or "default",
+            "inductor_freezing": True,
+            "int8_kernels": self.int8_kernels,
+            "float_kernels": self.float_kernels,
+            "quantized_program": str(self.program_path),
+            "quantized_program_reused": self.program_reused,
+            "calibration": {
+                **calibration_record(self.artifact, torch_int8.RECIPE),
+                "batch_size": self.cell.batch_size,
+            },
+        }
 
     def _close(self) -> None:
         self.model = self.forward = self.graph = self.staged = self.output = None

@@ -22,6 +22,7 @@ RELEVANT_PACKAGES = (
     "numpy",
     "torch",
     "torchvision",
+    "torchao",
     "onnx",
     "onnxscript",
     "onnxruntime",

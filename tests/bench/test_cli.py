@@ -119,7 +119,7 @@ def test_unsupported_cell_writes_its_result_and_exits_0(small_artifact, tmp_path
         "--framework",
         "torch",
         "--precision",
-        "int8",
+        "fp16",
         "--artifact",
         str(small_artifact.path),
         "--out",

@@ -69,10 +69,10 @@ def test_a_crashing_framework_gives_a_failed_result_with_log_tail(small_artifact
 
 
 def test_an_unsupported_request_is_a_status_with_the_reason(small_artifact, tmp_path):
-    result = run_cell(_cell(small_artifact, "torch", precision="int8"), small_artifact, QUICK)
+    result = run_cell(_cell(small_artifact, "torch", precision="fp16"), small_artifact, QUICK)
     doc = assert_valid_result_file(write_result(result, tmp_path / "r.json"))
     assert doc["status"] == "unsupported"
-    assert "not int8" in doc["reason"]
+    assert "not fp16" in doc["reason"]
 
 
 def test_torch_cannot_run_a_user_onnx_artifact(small_artifact, tmp_path):

@@ -45,9 +45,9 @@ def test_invalid_variants_are_unsupported(small_artifact, options, message):
 
 
 def test_precisions_per_device(small_artifact):
-    with _backend(small_artifact, precision="int8") as backend, pytest.raises(Unsupported) as exc:
+    with _backend(small_artifact, precision="fp16") as backend, pytest.raises(Unsupported) as exc:
         backend.load()
-    assert "torch on cpu supports precision fp32, bf16, not int8" in str(exc.value)
+    assert "torch on cpu supports precision fp32, bf16, int8, not fp16" in str(exc.value)
     assert BACKENDS.get("torch").load_class().precisions["cuda"] == ("fp32", "fp16", "bf16")
 
 
