@@ -51,6 +51,12 @@ from bench.fsutil import atomic_write_text, cache_dir
 DEFAULT_TRIALS_PER_TASK = 64
 _DONE = "deploybench_tuning.json"  # written when a tuning run has finished: its budget
 _FAILED_RUN_S = 1e9  # MetaSchedule records a candidate that failed to build or run as 1e10 s
+# Why a TVM cell at a reduced precision is unsupported, said in its reason.
+NOT_IMPLEMENTED = {
+    "fp16": "TVM's fp16 mixed precision (Relax's ToMixedPrecision) is not applied here",
+    "bf16": "Relax's mixed-precision pass converts to fp16 only, and nothing here converts to bf16",
+    "int8": "TVM quantization (a quantized graph compiled to int8 kernels) is not implemented here",
+}
 
 
 def host_target(threads: int) -> dict[str, object]:
@@ -104,6 +110,16 @@ class TvmBackend(Backend):
 
     def _device_unavailable(self) -> str | None:
         return cuda_unavailable_reason() if self.cell.device == "cuda" else None
+
+    def load(self) -> None:
+        """The base checks; a reduced-precision cell is refused with the reason why."""
+        supported = self.precisions.get(self.cell.device)
+        if supported and (why := NOT_IMPLEMENTED.get(self.cell.precision)):
+            raise Unsupported(
+                f"tvm on {self.cell.device} supports precision {', '.join(supported)}, "
+                f"not {self.cell.precision}: deploybench runs TVM in fp32 only; {why}"
+            )
+        super().load()
 
     def _load(self) -> None:
         start = time.perf_counter()
