@@ -277,6 +277,8 @@ def _summary_line(result: CellResult) -> str:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from bench.measure.fingerprint import fingerprint
+    from bench.native import FRAMEWORKS as NATIVE_FRAMEWORKS
+    from bench.native.build import native_status
 
     frameworks = {}
     for name in BACKENDS.names():
@@ -298,6 +300,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(
             f"framework {name}: {'importable ' + version if fw['importable'] else 'not installed'}"
         )
+    for framework in NATIVE_FRAMEWORKS:
+        print(f"native runners for {framework}: {native_status(framework)}")
     return 0
 
 

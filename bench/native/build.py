@@ -117,6 +117,19 @@ def build(framework: str, dest: Path) -> NativeBuild:
     return NativeBuild.in_dir(dest, framework)
 
 
+def native_status(framework: str) -> str:
+    """How this environment gets the framework's native build (for `python -m bench info`)."""
+    if (prebuilt := os.environ.get(NATIVE_DIR_ENV)) and NativeBuild.in_dir(
+        Path(prebuilt) / framework, framework
+    ).exists():
+        return f"prebuilt in {Path(prebuilt) / framework}"
+    try:
+        _tool("cmake")
+        return f"built on first use with {_compiler_version()}"
+    except Unsupported as exc:
+        return f"cannot be built here: {exc}"
+
+
 def ensure_built(framework: str) -> NativeBuild:
     """The framework's native build: the image's prebuilt one, else built once into the cache."""
     _check_framework(framework)

@@ -35,6 +35,9 @@ def test_info_reports_importable_frameworks():
     assert info["environment"]["cpu"]["affinity_cores"] >= 1
     text = bench("info")
     assert "framework onnxruntime: importable" in text.stdout
+    assert "framework openvino-cpp: importable" in text.stdout
+    # cmake and g++ are installed here (CI installs them): the runners build on first use
+    assert "native runners for torch: built on first use with" in text.stdout
 
 
 @pytest.mark.parametrize(
