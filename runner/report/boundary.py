@@ -13,6 +13,7 @@ from bench.result import CellResult
 
 VARIANTS = ("python", "ctypes", "cpp")  # columns, in order
 BOUNDARY_HEADERS = (
+    "run",
     "model",
     "framework",
     "precision",
@@ -25,6 +26,7 @@ BOUNDARY_HEADERS = (
     "parity",
 )
 OVERHEAD_HEADERS = (
+    "run",
     "framework",
     "Python API µs",
     "ctypes µs",
@@ -40,16 +42,25 @@ def split_variant(framework: str) -> tuple[str, str]:
 
 
 def variant_groups(results: list[CellResult]) -> dict[tuple, dict[str, CellResult]]:
-    """Finished cells by (model, device, framework, precision, batch, threads) -> variant.
+    """Finished cells by (run, model, device, framework, precision, batch, threads) -> variant.
     Only frameworks with a native variant are kept, and only option-less Python cells (the
-    configuration the native runners reproduce)."""
+    configuration the native runners reproduce). Runs stay apart: on a noisy machine the
+    spread between repeated runs is part of the answer."""
     found: dict[tuple, dict[str, CellResult]] = {}
     for r in results:
         c = r.cell
         base, variant = split_variant(c["framework"])
         if r.status != "ok" or (variant == "python" and c["options"]):
             continue
-        key = (c["model"], c["device"], base, c["precision"], c["batch_size"], c["threads"])
+        key = (
+            r.run_id or "-",
+            c["model"],
+            c["device"],
+            base,
+            c["precision"],
+            c["batch_size"],
+            c["threads"],
+        )
         found.setdefault(key, {})[variant] = r
     return {k: v for k, v in found.items() if set(v) & {"cpp", "ctypes"}}
 
@@ -68,7 +79,7 @@ def _diff_us(a: float | None, b: float | None) -> str:
 
 def boundary_rows(results: list[CellResult]) -> list[tuple[str, ...]]:
     rows = []
-    for (model, _device, base, precision, batch, _threads), cells in variant_groups(
+    for (run, model, _device, base, precision, batch, _threads), cells in variant_groups(
         results
     ).items():
         py, ct, cpp = (_median(cells.get(v)) for v in VARIANTS)
@@ -76,6 +87,7 @@ def boundary_rows(results: list[CellResult]) -> list[tuple[str, ...]]:
         failed = [v for v, ok in verdicts.items() if not ok]
         rows.append(
             (
+                run,
                 model,
                 base,
                 precision,
@@ -94,13 +106,14 @@ def boundary_rows(results: list[CellResult]) -> list[tuple[str, ...]]:
 def overhead_rows(results: list[CellResult]) -> list[tuple[str, ...]]:
     """The per-call overhead: each variant's latency on the near-empty model, in µs."""
     rows = []
-    for (model, _d, base, _p, batch, _t), cells in variant_groups(results).items():
+    for (run, model, _d, base, _p, batch, _t), cells in variant_groups(results).items():
         if model != OVERHEAD_PROBE or batch != 1:
             continue
         medians = [_median(cells.get(v)) for v in VARIANTS]
         p99s = [cells[v].timing["stats"]["p99_ms"] if v in cells else None for v in VARIANTS]
         rows.append(
             (
+                run,
                 base,
                 *("-" if m is None else f"{m * 1000:.1f}" for m in medians),
                 " / ".join("-" if p is None else f"{p * 1000:.1f}" for p in p99s),

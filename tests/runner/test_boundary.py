@@ -64,7 +64,19 @@ def test_per_call_overhead_comes_from_the_probe_model_at_batch_1():
         _result("torch-cpp", 61.0),
     ]
     rows = boundary.overhead_rows(results)
-    assert rows == [("torch", "22.0", "26.0", "7.0", "44.0 / 52.0 / 14.0")]
+    run = results[0].run_id or "-"
+    assert rows == [(run, "torch", "22.0", "26.0", "7.0", "44.0 / 52.0 / 14.0")]
     titles = [s.title for s in sections(results)]
     assert "Python API vs C++ vs ctypes" in titles
     assert "Per-call overhead (overhead_probe, batch 1)" in titles
+
+
+def test_repeated_runs_stay_apart():
+    first = [_result("openvino", 44.0), _result("openvino-cpp", 45.0)]
+    second = [_result("openvino", 48.0), _result("openvino-cpp", 42.0)]
+    for r in first:
+        r.run_id = "a"
+    for r in second:
+        r.run_id = "b"
+    rows = boundary.boundary_rows(first + second)
+    assert [(row[0], row[8]) for row in rows] == [("a", "-1000.0"), ("b", "+6000.0")]
