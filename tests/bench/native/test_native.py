@@ -124,14 +124,19 @@ def test_cpp_runner_rejects_bad_arguments_with_a_message():
     assert "missing --inputs" in done.stderr
 
 
-def test_missing_toolchain_is_unsupported_with_the_reason(small_artifact, tmp_path, monkeypatch):
+def _unbuilt_cell(artifact, framework, tmp_path, monkeypatch, **env: str):
+    """Run a native cell in an empty cache, no prebuilt runners, with `env` changed."""
     monkeypatch.setenv("DEPLOYBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("DEPLOYBENCH_NATIVE_DIR", raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path))  # no cmake, no compiler
-    result = run_cell(
-        Cell(model=small_artifact.model, framework="openvino-ctypes", threads=1),
-        small_artifact,
-        QUICK,
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return run_cell(Cell(model=artifact.model, framework=framework, threads=1), artifact, QUICK)
+
+
+def test_missing_toolchain_is_unsupported_with_the_reason(small_artifact, tmp_path, monkeypatch):
+    # no cmake, no compiler on the PATH
+    result = _unbuilt_cell(
+        small_artifact, "openvino-ctypes", tmp_path, monkeypatch, PATH=str(tmp_path)
     )
     assert result.status == "unsupported"
     assert "needs cmake, which is not installed" in result.reason
@@ -162,14 +167,8 @@ def test_native_variants_refuse_what_they_do_not_run(small_artifact):
 
 
 def test_a_failed_build_is_unsupported_with_the_build_log(small_artifact, tmp_path, monkeypatch):
-    monkeypatch.setenv("DEPLOYBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("DEPLOYBENCH_NATIVE_DIR", raising=False)
-    monkeypatch.setenv("CXX", "/bin/false")  # a "compiler" that fails every check
-    result = run_cell(
-        Cell(model=small_artifact.model, framework="openvino-cpp", threads=1),
-        small_artifact,
-        QUICK,
-    )
+    # a "compiler" that fails every check
+    result = _unbuilt_cell(small_artifact, "openvino-cpp", tmp_path, monkeypatch, CXX="/bin/false")
     assert result.status == "unsupported"
     assert "building the native runner failed (cmake exit 1)" in result.reason
     assert "CMAKE_CXX_COMPILER" in result.reason or "CXX compiler" in result.reason
