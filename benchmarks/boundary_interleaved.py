@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Python API against ctypes in one process, in interleaved blocks: the boundary's cost on a
+real model, with the machine's drift spread over both ways instead of falling on one cell.
+
+    .venv/bin/python benchmarks/boundary_interleaved.py --model resnet50 \
+        [--framework openvino|torch] [--threads 2] [--rounds 12] [--block 15] [--out DIR]
+
+The matrix runs cells one after another, so on a machine whose speed drifts by several percent
+between minutes (this 2-core VM) the difference between two cells mixes the boundary with the
+drift. Here both ways load the same artifact once, warm up, then alternate blocks of `--block`
+calls for `--rounds` rounds; each call is timed alone. Writes `<framework>-<model>.json` (every
+latency, the environment) into `--out` and prints the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.artifact import find_artifact
+from bench.backends import BACKENDS
+from bench.cell import Cell
+from bench.fsutil import atomic_write_text
+from bench.measure.fingerprint import fingerprint
+
+WARMUP_CALLS = 10
+
+
+def interleave(ways: dict[str, Callable[[], object]], rounds: int, block: int) -> dict:
+    """Every way's latencies (ms), measured in alternating blocks after a warm-up."""
+    for call in ways.values():
+        for _ in range(WARMUP_CALLS):
+            call()
+    samples: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, call in ways.items():
+            for _ in range(block):
+                t0 = time.perf_counter_ns()
+                call()
+                samples[name].append((time.perf_counter_ns() - t0) / 1e6)
+    return samples
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--framework", default="openvino", choices=["openvino", "torch"])
+    parser.add_argument("--artifacts", default="artifacts")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--block", type=int, default=15)
+    parser.add_argument("--out", default="results/boundary-interleaved")
+    args = parser.parse_args()
+
+    artifact = find_artifact(args.artifacts, args.model)
+    x = np.ascontiguousarray(artifact.inputs[:1])
+    feed = {artifact.input_name: x}
+    backends = {}
+    for name in (args.framework, f"{args.framework}-ctypes"):
+        cell = Cell(model=artifact.model, framework=name, threads=args.threads)
+        backends[name] = BACKENDS.get(name).load_class()(artifact, cell)
+        backends[name].load()
+    ways = {name: (lambda b=b: b.infer(feed)) for name, b in backends.items()}
+    samples = interleave(ways, args.rounds, args.block)
+    summary = {
+        name: {
+            "median_ms": float(np.median(v)),
+            "p10_ms": float(np.percentile(v, 10)),
+            "p90_ms": float(np.percentile(v, 90)),
+            "n": len(v),
+        }
+        for name, v in samples.items()
+    }
+    doc = {
+        "command": " ".join(sys.argv),
+        "model": args.model,
+        "artifact": artifact.summary(),
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "block": args.block,
+        "runtime": {name: b.runtime_info() for name, b in backends.items()},
+        "summary": summary,
+        "samples_ms": samples,
+        "environment": fingerprint(),
+    }
+    for b in backends.values():
+        b.close()
+    out = Path(args.out) / f"{args.framework}-{args.model}.json"
+    atomic_write_text(out, json.dumps(doc, indent=1, default=str))
+    for name, s in summary.items():
+        spread = f"p10 {s['p10_ms']:.3f}  p90 {s['p90_ms']:.3f}  n={s['n']}"
+        print(f"{name:18s} median {s['median_ms']:.3f} ms  {spread}")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
