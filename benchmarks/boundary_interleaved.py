@@ -3,13 +3,14 @@
 real model, with the machine's drift spread over both ways instead of falling on one cell.
 
     .venv/bin/python benchmarks/boundary_interleaved.py --model resnet50 \
-        [--framework openvino|torch] [--threads 2] [--rounds 12] [--block 15] [--out DIR]
+        [--framework openvino|torch] [--threads 2] [--rounds 40] [--block 10] [--out DIR]
 
 The matrix runs cells one after another, so on a machine whose speed drifts by several percent
 between minutes (this 2-core VM) the difference between two cells mixes the boundary with the
 drift. Here both ways load the same artifact once, warm up, then alternate blocks of `--block`
 calls for `--rounds` rounds; each call is timed alone. Writes `<framework>-<model>.json` (every
-latency, the environment) into `--out` and prints the medians.
+latency, the environment) into `--out`, records the command in the folder's `manifest.json`
+(one entry per file), and prints the medians.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -49,17 +51,36 @@ def interleave(ways: dict[str, Callable[[], object]], rounds: int, block: int) -
     return samples
 
 
+def record_in_manifest(file: Path, started: str, environment: dict) -> None:
+    """Add (or replace) this file's entry in its folder's manifest.json."""
+    path = file.parent / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else {"kind": "boundary-interleaved"}
+    runs = [r for r in manifest.get("runs", []) if r["file"] != file.name]
+    runs.append(
+        {
+            "file": file.name,
+            "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+            "started_at": started,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "host": environment,
+        }
+    )
+    manifest["runs"] = sorted(runs, key=lambda r: r["file"])
+    atomic_write_text(path, json.dumps(manifest, indent=2, default=str) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--framework", default="openvino", choices=["openvino", "torch"])
     parser.add_argument("--artifacts", default="artifacts")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--block", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--block", type=int, default=10)
     parser.add_argument("--out", default="results/boundary-interleaved")
     args = parser.parse_args()
 
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     artifact = find_artifact(args.artifacts, args.model)
     x = np.ascontiguousarray(artifact.inputs[:1])
     feed = {artifact.input_name: x}
@@ -95,6 +116,7 @@ def main() -> int:
         b.close()
     out = Path(args.out) / f"{args.framework}-{args.model}.json"
     atomic_write_text(out, json.dumps(doc, indent=1, default=str))
+    record_in_manifest(out, started, doc["environment"])
     for name, s in summary.items():
         spread = f"p10 {s['p10_ms']:.3f}  p90 {s['p90_ms']:.3f}  n={s['n']}"
         print(f"{name:18s} median {s['median_ms']:.3f} ms  {spread}")
