@@ -119,7 +119,7 @@ def _measure_own_loop(
     """A backend that runs the cell in its own process: the same phases, measured there."""
     backend.load()  # checks and preparation only: the framework's load is timed by the backend
     own = backend.run_own_loop(artifact.inputs, timing)
-    parity = _tensor_parity(own.outputs, artifact, cell.precision)
+    parity = _tensor_parity(own.outputs, artifact, _tier(backend, cell))
     section = _timing_section(backend.timing_scope, own.timing, cell, artifact, timing)
     runtime = backend.runtime_info()
     runtime["precision_requested"] = cell.precision

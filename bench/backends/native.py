@@ -66,17 +66,26 @@ class NativeFramework:
 
     precisions: tuple[str, ...]
     model_file: Callable[[Artifact], Path]
-    config: Callable[[str], str]  # precision -> the library's "KEY=VALUE;..." config
+    # the cell's precision (or "auto") -> the library's "KEY=VALUE;..." config
+    config: Callable[[str], str]
 
 
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
-FRAMEWORKS = {
+
+
+def _openvino_config(precision: str) -> str:
     # As bench/backends/openvino.py: the inference precision is set, never left to the CPU's
-    # default (bf16 on CPUs that have it).
+    # default (bf16 on CPUs that have it), except for `auto`, where the plugin's pick is read back.
+    if precision == "auto":
+        return ""
+    return f"INFERENCE_PRECISION_HINT={_OV_PRECISION[precision]}"
+
+
+FRAMEWORKS = {
     "openvino": NativeFramework(
         ("fp32", "bf16"),
         lambda artifact: artifact.onnx_path,
-        lambda precision: f"INFERENCE_PRECISION_HINT={_OV_PRECISION[precision]}",
+        _openvino_config,
     ),
     "torch": NativeFramework(("fp32",), torchscript_file, lambda precision: ""),
 }
@@ -84,6 +93,9 @@ FRAMEWORKS = {
 
 class _NativeBackend(Backend):
     framework: ClassVar[str]
+    # auto: the framework's own choice, as the Python backend leaves it; read back from the run.
+    auto_precision = None
+    handles_auto = True
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -103,7 +115,7 @@ class _NativeBackend(Backend):
             raise Unsupported(f"{self.name} bf16: {reason}")
         self.build: NativeBuild = ensure_built(self.framework)
         self.model_file = spec.model_file(self.artifact)
-        self.config = spec.config(self.precision)
+        self.config = spec.config(self.cell.precision)
         self.sample_shape = tuple(self.artifact.inputs.shape[1:])
         refs = self.artifact.references
         self.output_shapes = [tuple(refs[name].shape[1:]) for name in self.artifact.output_names]

@@ -175,3 +175,18 @@ def test_a_failed_build_is_unsupported_with_the_build_log(small_artifact, tmp_pa
     assert not (tmp_path / "cache" / "native").exists() or not any(
         p.name.startswith("openvino-") for p in (tmp_path / "cache" / "native").iterdir()
     )
+
+
+@pytest.mark.parametrize("framework", ["openvino-cpp", "openvino-ctypes", "torch-cpp"])
+def test_auto_runs_what_the_python_backend_picks_and_reads_it_back(small_artifact, framework):
+    """auto leaves the choice to the framework as its Python backend does (OpenVINO's CPU
+    plugin picks bf16 on CPUs with native bf16, LibTorch runs fp32); parity uses that tier."""
+    python = framework.split("-")[0]
+    picked = {}
+    for name in (python, framework):
+        cell = Cell(model=small_artifact.model, framework=name, precision="auto", threads=1)
+        result = run_cell(cell, small_artifact, QUICK)
+        assert result.status == "ok", result.reason
+        picked[name] = result.runtime["precision_run"]
+        assert result.parity["tolerance"]["precision"] == picked[name]
+    assert picked[python] == picked[framework]
