@@ -52,7 +52,8 @@ def atomic_dir(path: Path) -> Iterator[Path]:
             if file.is_file():
                 with open(file, "rb+") as f:
                     os.fsync(f.fileno())
-                os.chmod(file, 0o644)
+                # readable by everyone, as atomic_path makes files; an executable stays one
+                os.chmod(file, os.stat(file).st_mode & 0o777 | 0o644)
         os.chmod(tmp, 0o755)
         fsync_dir(tmp)
         try:

@@ -9,7 +9,6 @@ at them. A missing toolchain or SDK, or a failed build, is `Unsupported` with th
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib
 import os
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import Unsupported, UsageError
-from bench.fsutil import cache_dir
+from bench.fsutil import atomic_dir, cache_dir
 from bench.native import FRAMEWORKS
 
 SOURCE_DIR = Path(__file__).resolve().parent
@@ -144,13 +143,8 @@ def ensure_built(framework: str) -> NativeBuild:
     found = NativeBuild.in_dir(target, framework)
     if found.exists():
         return found
-    # Built beside the target and renamed into place: a concurrent cell never sees half a build.
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    # Built beside the target and renamed into place: a concurrent cell never sees half a build,
+    # and when two build at once the first one's folder is kept.
+    with atomic_dir(target) as staging:
         build(framework, staging)
-        with contextlib.suppress(OSError):  # another cell finished the same build first
-            staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return found

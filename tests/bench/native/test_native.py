@@ -3,6 +3,7 @@ from the C++ runner process and through ctypes, on the session's small artifact.
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import numpy as np
@@ -190,3 +191,15 @@ def test_auto_runs_what_the_python_backend_picks_and_reads_it_back(small_artifac
         picked[name] = result.runtime["precision_run"]
         assert result.parity["tolerance"]["precision"] == picked[name]
     assert picked[python] == picked[framework]
+
+
+def test_a_fresh_build_lands_whole_in_the_cache_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEPLOYBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DEPLOYBENCH_NATIVE_DIR", raising=False)
+    built = ensure_built("openvino")
+    assert built.exists()
+    assert os.access(built.runner, os.X_OK), "the runner stays executable"
+    assert [p.name for p in (tmp_path / "cache" / "native").iterdir()] == [built.runner.parent.name]
+    stamp = built.library.stat().st_mtime_ns
+    assert ensure_built("openvino") == built  # found, not rebuilt
+    assert built.library.stat().st_mtime_ns == stamp
