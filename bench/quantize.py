@@ -47,12 +47,17 @@ RECIPES: dict[str, dict[str, object]] = {
 }
 
 
+def short_digest(doc: dict[str, object]) -> str:
+    """16 hex characters of sha256 over a JSON document (a recipe and the versions applying
+    it): the part of a cache key that changes whenever the way a model is rewritten does."""
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def recipe_digest(precision: str) -> str:
     """A short hash of the rewrite recipe of `precision` and the onnxruntime version doing it."""
     import onnxruntime
 
-    doc = {"recipe": RECIPES[precision], "onnxruntime": onnxruntime.__version__}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    return short_digest({"recipe": RECIPES[precision], "onnxruntime": onnxruntime.__version__})
 
 
 def calibration_digest(inputs: np.ndarray) -> str:

@@ -10,8 +10,6 @@ and calibration data, written to a temporary folder and renamed into place.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from importlib import metadata
 from pathlib import Path
 
@@ -20,7 +18,12 @@ import openvino as ov
 from bench.artifact import Artifact
 from bench.errors import Unsupported
 from bench.fsutil import atomic_dir, cache_dir
-from bench.quantize import calibration_batch_size, calibration_batches, calibration_digest
+from bench.quantize import (
+    calibration_batch_size,
+    calibration_batches,
+    calibration_digest,
+    short_digest,
+)
 
 # Everything that decides the quantized model besides the model and the calibration data.
 RECIPE: dict[str, object] = {
@@ -45,8 +48,7 @@ def nncf_version() -> str:
 
 def recipe_digest() -> str:
     """A short hash of the recipe and the NNCF and OpenVINO versions that apply it."""
-    doc = {"recipe": RECIPE, "nncf": nncf_version(), "openvino": ov.get_version()}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    return short_digest({"recipe": RECIPE, "nncf": nncf_version(), "openvino": ov.get_version()})
 
 
 def ir_path(artifact: Artifact) -> Path:

@@ -23,8 +23,6 @@ its own compile cache.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import sysconfig
 from collections import Counter
@@ -37,7 +35,7 @@ import torch
 from bench.artifact import Artifact
 from bench.errors import Unsupported
 from bench.fsutil import atomic_path, cache_dir
-from bench.quantize import calibration_digest
+from bench.quantize import calibration_digest, short_digest
 
 # Everything that decides the quantized program besides the model and the calibration data.
 RECIPE: dict[str, object] = {
@@ -57,8 +55,9 @@ _FLOAT_CALL = re.compile(r"torch\.ops\.((?:mkldnn|mkl)\.\w+)|extern_kernels\.(\w
 
 def recipe_digest() -> str:
     """A short hash of the recipe and the torch and torchao versions that apply it."""
-    doc = {"recipe": RECIPE, "torch": torch.__version__, "torchao": metadata.version("torchao")}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    return short_digest(
+        {"recipe": RECIPE, "torch": torch.__version__, "torchao": metadata.version("torchao")}
+    )
 
 
 def unavailable_reason() -> str | None:
