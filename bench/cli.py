@@ -290,10 +290,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     env = info["environment"]
     print(f"deploybench {__version__}")
-    print(
-        f"cpu: {env['cpu']['model']} ({env['cpu']['affinity_cores']} usable cores; "
-        f"flags {' '.join(env['cpu']['flags'])})"
-    )
+    cpu = env["cpu"]
+    print(f"cpu: {cpu['summary']} ({cpu['affinity_cores']} usable cores)")
+    if "flags_forced" in cpu:
+        print(f"cpu flags forced by DEPLOYBENCH_CPU_FLAGS: {' '.join(cpu['flags_forced'])}")
     print(f"memory: {env['memory_total_gib']} GiB; os: {env['os']}; python {env['python']}")
     for name, fw in frameworks.items():
         version = env["packages"].get(fw["module"], "")

@@ -278,10 +278,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from runner.report.compare import compare_runs, environment_differences
+    from runner.report.compare import compare_runs, cpu_difference, environment_differences
     from runner.report.runs import load_run
 
     a, b = load_run(args.run_a), load_run(args.run_b)
+    if cpu := cpu_difference(a, b):
+        log(f"WARNING: the two runs come from different CPUs ({cpu}): a change is the CPU's too")
     changes = compare_runs(a, b, args.threshold)
     rows = [
         (

@@ -16,6 +16,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from bench.measure.cpu_id import identify
+
 # Distributions whose versions change results. Absent ones are simply not listed.
 RELEVANT_PACKAGES = (
     "deploybench",
@@ -62,9 +64,21 @@ def _read(path: str) -> str:
         return ""
 
 
+# /proc/cpuinfo keys of the CPUID identity (x86), first CPU's value kept.
+_IDENTITY_KEYS = {
+    "vendor_id": "vendor",
+    "cpu family": "family",
+    "model": "model_number",
+    "stepping": "stepping",
+}
+
+
 def parse_cpuinfo(text: str) -> dict[str, object]:
-    """CPU model, relevant flags and physical core count from /proc/cpuinfo text."""
+    """CPU model name, CPUID identity (vendor, family, model number, stepping), relevant flags
+    and physical core count from /proc/cpuinfo text, plus the identity `cpu_id` derives from
+    them (microarchitecture, result-changing ISA features, a summary line)."""
     model = ""
+    identity: dict[str, object] = {}
     flags: set[str] = set()
     cores: set[tuple[str, str]] = set()
     physical_id = core_id = ""
@@ -73,6 +87,8 @@ def parse_cpuinfo(text: str) -> dict[str, object]:
         key, value = key.strip(), value.strip()
         if key in ("model name", "Model", "cpu model") and not model:
             model = value
+        elif key in _IDENTITY_KEYS and _IDENTITY_KEYS[key] not in identity:
+            identity[_IDENTITY_KEYS[key]] = int(value) if value.isdigit() else value
         elif key in ("flags", "Features"):
             flags.update(value.split())
         elif key == "physical id":
@@ -80,11 +96,16 @@ def parse_cpuinfo(text: str) -> dict[str, object]:
         elif key == "core id":
             core_id = value
             cores.add((physical_id, core_id))
-    return {
+    info: dict[str, object] = {
         "model": model or platform.processor() or platform.machine(),
+        "vendor": identity.get("vendor"),
+        "family": identity.get("family"),
+        "model_number": identity.get("model_number"),
+        "stepping": identity.get("stepping"),
         "flags": sorted(f for f in flags if RELEVANT_CPU_FLAGS.match(f)),
         "physical_cores": len(cores) or None,
     }
+    return {**info, **identify(info)}
 
 
 def cpu_info() -> dict[str, object]:
@@ -179,6 +200,9 @@ def gpu_info() -> list[dict[str, str]]:
 def fingerprint() -> dict[str, object]:
     """The environment of this process, as recorded in every result."""
     cpu = cpu_info()
+    if (forced := os.environ.get("DEPLOYBENCH_CPU_FLAGS")) is not None:
+        # The backends answered as a CPU with these flags (bench.backends.cpu): say so.
+        cpu["flags_forced"] = sorted(f.strip() for f in forced.split(",") if f.strip())
     cpu["logical_cores"] = os.cpu_count()
     cpu["affinity_cores"] = (
         len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.measure.cpu_id import describe as describe_cpu
+from bench.measure.cpu_id import identity_key
 from runner.report.runs import Run
 from runner.report.tables import label
 
@@ -97,6 +99,15 @@ def compare_runs(a: Run, b: Run, threshold: float = 0.05) -> list[CellChange]:
     return changes
 
 
+def cpu_difference(a: Run, b: Run) -> str | None:
+    """Both CPUs named, when two runs come from different ones (model, CPUID identity,
+    microarchitecture or result-changing ISA features); None when they are the same kind."""
+    ca, cb = a.manifest.get("host", {}).get("cpu", {}), b.manifest.get("host", {}).get("cpu", {})
+    if identity_key(ca) == identity_key(cb):
+        return None
+    return f"A ran on {describe_cpu(ca)}; B ran on {describe_cpu(cb)}"
+
+
 def environment_differences(a: Run, b: Run) -> list[str]:
     """What differs between the hosts and software of two runs."""
     ha, hb = a.manifest.get("host", {}), b.manifest.get("host", {})
@@ -104,8 +115,8 @@ def environment_differences(a: Run, b: Run) -> list[str]:
     for field in ("hostname", "os", "kernel", "memory_total_gib"):
         if ha.get(field) != hb.get(field):
             out.append(f"{field}: {ha.get(field)} -> {hb.get(field)}")
-    if ha.get("cpu", {}).get("model") != hb.get("cpu", {}).get("model"):
-        out.append(f"cpu: {ha['cpu'].get('model')} -> {hb['cpu'].get('model')}")
+    if cpu := cpu_difference(a, b):
+        out.append(f"cpu: {cpu}")
     packages_a = {k: v for r in a.results for k, v in r.environment.get("packages", {}).items()}
     packages_b = {k: v for r in b.results for k, v in r.environment.get("packages", {}).items()}
     for name in sorted(set(packages_a) & set(packages_b)):

@@ -17,6 +17,8 @@ from tabulate import tabulate
 
 from bench.backends.base import SCOPE_DESCRIPTIONS
 from bench.fsutil import atomic_write_text
+from bench.measure.cpu_id import describe as describe_cpu
+from bench.measure.cpu_id import identity_key
 from bench.models import OVERHEAD_PROBE
 from bench.result import CellResult
 from runner.report import boundary, plots, tables
@@ -66,6 +68,7 @@ CSV_FIELDS = (
     "image",
     "image_digest",
     "timing_scope",
+    "cpu",
 )
 
 
@@ -153,8 +156,7 @@ def environment(runs: list[Run]) -> list[dict[str, str]]:
             {
                 "run": run.run_id,
                 "host": run.host,
-                "cpu": f"{cpu.get('model')} ({cpu.get('affinity_cores')} usable cores, "
-                f"flags {' '.join(cpu.get('flags', []))})",
+                "cpu": f"{describe_cpu(cpu)} ({cpu.get('affinity_cores')} usable cores)",
                 "memory": f"{host.get('memory_total_gib')} GiB",
                 "os": str(host.get("os")),
                 "gpus": gpus,
@@ -169,9 +171,27 @@ def environment(runs: list[Run]) -> list[dict[str, str]]:
     return out
 
 
+def cpu_warning(runs: list[Run]) -> str | None:
+    """A warning when merged runs come from different CPUs, naming them: the same cell is not
+    the same work on a Zen 3 and a Zen 4, so differences between these runs are the hosts'."""
+    cpus = {identity_key(run.manifest.get("host", {}).get("cpu", {})): run for run in runs}
+    if len(cpus) < 2:
+        return None
+    named = "; ".join(
+        f"`{run.run_id}`: {describe_cpu(run.manifest.get('host', {}).get('cpu', {}))}"
+        for run in cpus.values()
+    )
+    return (
+        f"WARNING: these runs come from {len(cpus)} different CPUs ({named}); a difference "
+        "between them measures the CPUs as much as the frameworks."
+    )
+
+
 def markdown(runs: list[Run]) -> str:
     results = _all_results(runs)
     lines = ["# deploybench report", ""]
+    if warning := cpu_warning(runs):
+        lines += [f"**{warning}**", ""]
     for env in environment(runs):
         lines += [
             f"- run `{env['run']}` on {env['host']} ({env['state']}, {env['started']} to "
@@ -265,6 +285,7 @@ def csv_text(runs: list[Run]) -> str:
                     "image": r.environment.get("container", {}).get("image"),
                     "image_digest": r.environment.get("container", {}).get("image_digest"),
                     "timing_scope": t.get("scope"),
+                    "cpu": describe_cpu(r.environment.get("cpu", {})),
                 }
             )
     return buffer.getvalue()
@@ -279,6 +300,7 @@ def html(runs: list[Run], plot_files: list[Path]) -> str:
     images = [{"name": p.stem, "data": base64.b64encode(p.read_bytes()).decode()} for p in pngs]
     scopes = sorted({t["scope"] for r in results for t in (r.timing, r.compute_timing) if t})
     return env.get_template("report.html.j2").render(
+        cpu_warning=cpu_warning(runs),
         environments=environment(runs),
         scopes=[(s, SCOPE_DESCRIPTIONS[s]) for s in scopes],
         sections=[s for s in [*sections(results), hosts_section(runs)] if s],

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import assert_valid_result_file, run_locally
 
+from bench.backends.cpu import bf16_unsupported_reason
 from runner.report.compare import bootstrap_ratio_ci, compare_runs
 from runner.report.runs import load_run
 from runner.report.write import write_report
@@ -64,7 +65,13 @@ def test_markdown_and_csv(report_run):
         rows = list(csv.DictReader(f))
     assert len(rows) == 8  # 12 combinations less 4 excluded
     ok = [r for r in rows if r["status"] == "ok"]
-    assert len(ok) == 7 and all(float(r["median_ms"]) > 0 for r in ok)
+    # ONNX Runtime has no bf16 on CPU; OpenVINO's bf16 cell runs where the CPU computes bf16.
+    bf16 = bf16_unsupported_reason() is None
+    assert len(ok) == (7 if bf16 else 6) and all(float(r["median_ms"]) > 0 for r in ok)
+    openvino_bf16 = next(
+        r for r in rows if (r["framework"], r["precision"]) == ("openvino", "bf16")
+    )
+    assert openvino_bf16["status"] == ("ok" if bf16 else "unsupported")
     assert {r["parity_verdict"] for r in ok} == {"pass"}
 
 
@@ -189,3 +196,43 @@ def test_compare_lists_cells_only_one_run_has(report_run, small_artifact, tmp_pa
     changes = {c.key: c for c in compare_runs(load_run(run_dir), load_run(other))}
     assert changes["mobilenet_v3_small torch cpu fp32 b1"].verdict == "only in A"
     assert changes["mobilenet_v3_small onnxruntime cpu fp32 b1"].ratio is not None
+
+
+def _on_another_cpu(run_dir: Path, dest: Path) -> Path:
+    """A copy of a real run whose manifest says it ran on a Zen 3 EPYC (family 25, model 1,
+    AVX2 only), whatever this host is: what a run from the other CPU of this kind records."""
+    shutil.copytree(run_dir, dest)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    cpu = {
+        "model": "AMD EPYC 7B13",
+        "vendor": "AuthenticAMD",
+        "family": 25,
+        "model_number": 1,
+        "stepping": 1,
+        "flags": ["avx", "avx2", "fma"],
+        "affinity_cores": 2,
+    }
+    manifest["host"]["cpu"] = cpu
+    manifest["run_id"] = dest.name
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return dest
+
+
+def test_runs_from_different_cpus_are_named_and_warned_about(report_run, tmp_path):
+    run_dir, _ = report_run
+    other = _on_another_cpu(run_dir, tmp_path / "zen3")
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "compare", str(run_dir), str(other)],
+        capture_output=True,
+        text=True,
+    )
+    assert "WARNING: the two runs come from different CPUs" in proc.stderr
+    assert "AMD EPYC 7B13 — Zen 3 (family 25, model 1, stepping 1); AVX2, no AVX-512" in proc.stderr
+    out = tmp_path / "merged"
+    write_report([load_run(run_dir), load_run(other)], out)
+    md = (out / "report.md").read_text()
+    assert "WARNING: these runs come from 2 different CPUs" in md and "Zen 3" in md
+    assert "WARNING" in (out / "report.html").read_text()
+    # One run alone, or a run against itself: no warning.
+    write_report([load_run(run_dir)], tmp_path / "alone")
+    assert "WARNING" not in (tmp_path / "alone" / "report.md").read_text()

@@ -65,11 +65,11 @@ def test_parse_cpuinfo_arm(monkeypatch):
     monkeypatch.setattr(fp.platform, "machine", lambda: "aarch64")
     text = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes asimdhp asimdrdm asimddp\n"
     info = fp.parse_cpuinfo(text)
-    assert info == {
-        "model": "aarch64",
-        "flags": ["asimd", "asimddp", "asimdhp", "asimdrdm"],
-        "physical_cores": None,
-    }
+    assert info["model"] == "aarch64" and info["physical_cores"] is None
+    assert info["flags"] == ["asimd", "asimddp", "asimdhp", "asimdrdm"]
+    assert info["vendor"] is info["family"] is info["microarchitecture"] is None
+    assert not any(info["isa"].values())  # the x86 features: none
+    assert info["summary"] == "aarch64; asimd, asimddp, asimdhp, asimdrdm"
 
 
 def test_fingerprint_matches_schema(monkeypatch):
