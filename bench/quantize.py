@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.artifact import Artifact
+from bench.backends.cpu import int8_cpu_settings
 from bench.fsutil import atomic_path, cache_dir
 
 # Where TensorRT gains from int8 and what NVIDIA's quantization tools put Q/DQ pairs in front
@@ -53,11 +54,22 @@ def short_digest(doc: dict[str, object]) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def recipe_digest(precision: str) -> str:
-    """A short hash of the rewrite recipe of `precision` and the onnxruntime version doing it."""
+def qdq_recipe(for_cpu: bool = False) -> dict[str, object]:
+    """The int8 QDQ recipe: as TensorRT takes it (full 8-bit range: GPUs do not saturate), or
+    for a CPU runtime (ONNX Runtime, OpenVINO's quantizer=qdq) with ONNX Runtime's setting for
+    this CPU (`reduce_range` where int8 saturates without VNNI)."""
+    if not for_cpu:
+        return RECIPES["int8"]
+    return {**RECIPES["int8"], **int8_cpu_settings("onnxruntime")}
+
+
+def recipe_digest(precision: str, recipe: dict[str, object] | None = None) -> str:
+    """A short hash of the rewrite recipe of `precision` (or the given one) and the onnxruntime
+    version doing it."""
     import onnxruntime
 
-    return short_digest({"recipe": RECIPES[precision], "onnxruntime": onnxruntime.__version__})
+    doc = RECIPES[precision] if recipe is None else recipe
+    return short_digest({"recipe": doc, "onnxruntime": onnxruntime.__version__})
 
 
 def calibration_digest(inputs: np.ndarray) -> str:
@@ -93,9 +105,15 @@ def convert_fp16(onnx_path: Path, out_path: Path) -> Path:
 
 
 def quantize_qdq(
-    onnx_path: Path, out_path: Path, input_name: str, inputs: np.ndarray, batch_size: int = 1
+    onnx_path: Path,
+    out_path: Path,
+    input_name: str,
+    inputs: np.ndarray,
+    batch_size: int = 1,
+    reduce_range: bool = False,
 ) -> Path:
-    """Write the explicitly quantized (QDQ) graph, calibrated on `inputs`."""
+    """Write the explicitly quantized (QDQ) graph, calibrated on `inputs`; `reduce_range`
+    quantizes weights to 7 bits, ONNX Runtime's fix for CPUs whose int8 kernels saturate."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -123,6 +141,7 @@ def quantize_qdq(
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            reduce_range=reduce_range,
             # TensorRT takes int8 Q/DQ with zero point 0 only: symmetric scales for both. Its
             # Q/DQ layers have no int32 type, so biases stay float (it fuses them itself).
             extra_options={
@@ -134,9 +153,12 @@ def quantize_qdq(
     return out_path
 
 
-def reduced_precision_onnx(artifact: Artifact, precision: str) -> tuple[Path, bool]:
+def reduced_precision_onnx(
+    artifact: Artifact, precision: str, for_cpu: bool = False
+) -> tuple[Path, bool]:
     """The artifact's graph typed for `precision`, cached: (path, reused?). TensorRT 11
-    (strongly typed) builds its engines from it, and ORT's CUDA EP runs its fp16 copy.
+    (strongly typed) builds its engines from it, ORT's CUDA EP runs its fp16 copy, and the CPU
+    runtimes run the int8 graph made `for_cpu` (`qdq_recipe`).
 
     fp32 is the artifact's own graph. The cache key holds the artifact's content hash, the
     recipe (with the onnxruntime version) and, for int8, the calibration samples' hash."""
@@ -144,7 +166,8 @@ def reduced_precision_onnx(artifact: Artifact, precision: str) -> tuple[Path, bo
         return artifact.onnx_path, True
     if precision not in RECIPES:
         raise ValueError(f"no ONNX rewrite for precision {precision!r}")
-    parts = [artifact.key[:16], precision, recipe_digest(precision)]
+    recipe = qdq_recipe(for_cpu) if precision == "int8" else RECIPES[precision]
+    parts = [artifact.key[:16], precision, recipe_digest(precision, recipe)]
     if precision == "int8":
         parts.append(calibration_digest(artifact.inputs)[:16])
     path = cache_dir("onnx", "-".join(parts) + ".onnx")
@@ -154,7 +177,10 @@ def reduced_precision_onnx(artifact: Artifact, precision: str) -> tuple[Path, bo
         convert_fp16(artifact.onnx_path, path)
     else:
         batch = calibration_batch_size(artifact)
-        quantize_qdq(artifact.onnx_path, path, artifact.input_name, artifact.inputs, batch)
+        reduce_range = bool(recipe.get("reduce_range", False))
+        quantize_qdq(
+            artifact.onnx_path, path, artifact.input_name, artifact.inputs, batch, reduce_range
+        )
     return path, False
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import SMALL_MODEL
+from helpers import SMALL_MODEL, onnx_artifact_of
 
 from bench.artifact import Artifact
 from bench.export import ExportSpec, export
@@ -21,3 +21,23 @@ def small_artifact(artifacts_dir: Path) -> Artifact:
     """mobilenet_v3_small, random weights, the sample photos: a real export (~15 s)."""
     artifact, _ = export(ExportSpec(model=SMALL_MODEL), artifacts_dir)
     return artifact
+
+
+@pytest.fixture(scope="session")
+def conv_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    """A small convolutional classifier with seeded weights, as a user ONNX artifact: int8
+    passes its tier on it, so a failure means the quantization, not random weights."""
+    import torch
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, stride=4),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 16, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 10),
+    )
+    return onnx_artifact_of(net, tmp)

@@ -107,3 +107,29 @@ def onnx_artifact_of(net, tmp: Path):
     )
     artifact, _ = export(ExportSpec(model=f"onnx:{path}"), tmp / "artifacts")
     return artifact
+
+
+# CPUs of this machine kind that the host may not be, run under QEMU's user-mode emulation
+# (Debian's qemu-user): its CPU model sets the CPUID the frameworks dispatch their kernels on,
+# and the forced flags make bench.backends.cpu answer as that CPU (/proc/cpuinfo stays the
+# host's under QEMU). Only what runs under TCG can be emulated: ONNX Runtime does; OpenVINO
+# and Inductor's compiled kernels do not.
+EMULATED_CPUS = {"zen3": ("EPYC-Milan", "avx,avx2,fma,f16c,sse4_2")}
+
+
+def emulated_python(cpu: str) -> tuple[list[str], dict[str, str]]:
+    """(argv prefix, environment) that run this venv's Python on the emulated `cpu`; skips
+    without qemu-user unless DEPLOYBENCH_REQUIRE_EMULATION=1 (CI installs it), which fails."""
+    import os
+    import shutil
+
+    import pytest
+
+    qemu = shutil.which("qemu-x86_64")
+    if qemu is None:
+        message = "qemu-user is not installed (apt-get install qemu-user): no emulated CPUs"
+        if os.environ.get("DEPLOYBENCH_REQUIRE_EMULATION") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    model, flags = EMULATED_CPUS[cpu]
+    return [qemu, "-cpu", model, sys.executable], {**os.environ, "DEPLOYBENCH_CPU_FLAGS": flags}

@@ -18,7 +18,7 @@ from bench.backends import ort_cuda
 from bench.backends.base import Backend
 from bench.backends.cuda import cuda_unavailable_reason
 from bench.errors import Unsupported
-from bench.quantize import calibration_record, reduced_precision_onnx
+from bench.quantize import calibration_record, qdq_recipe, reduced_precision_onnx
 
 # Errors by which ONNX Runtime says it cannot run a graph, as opposed to crashing.
 _UNSUPPORTED_ERRORS = tuple(
@@ -64,7 +64,7 @@ class OnnxRuntimeBackend(Backend):
         if self.ep != "cpu":
             self.model_path, providers = self._gpu_setup()
         elif self.precision == "int8":
-            self.model_path, _ = reduced_precision_onnx(self.artifact, "int8")
+            self.model_path, _ = reduced_precision_onnx(self.artifact, "int8", for_cpu=True)
             # ORT writes the graph it will run: the read-back of what its optimiser fused.
             self.optimized_path = self.model_path.with_suffix(".ort-cpu-optimized.onnx")
             options.optimized_model_filepath = str(self.optimized_path)
@@ -127,7 +127,7 @@ class OnnxRuntimeBackend(Backend):
             info["precision_run"] = "int8" if ops["integer"] else "fp32"
             info["optimized_op_counts"] = ops
             info["model_file"] = str(self.model_path)
-            info["calibration"] = calibration_record(self.artifact)
+            info["calibration"] = calibration_record(self.artifact, qdq_recipe(for_cpu=True))
         return info
 
     def _gpu_info(self) -> dict[str, object]:

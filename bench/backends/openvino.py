@@ -34,7 +34,7 @@ from bench.backends import ov_nncf
 from bench.backends.base import Backend
 from bench.backends.cpu import bf16_unsupported_reason
 from bench.errors import Unsupported
-from bench.quantize import calibration_record, reduced_precision_onnx
+from bench.quantize import calibration_record, qdq_recipe, reduced_precision_onnx
 
 _OV_TYPES = {"fp32": ov.Type.f32, "bf16": ov.Type.bf16, "fp16": ov.Type.f16}
 _NAMES = {ov.Type.f32: "fp32", ov.Type.bf16: "bf16", ov.Type.f16: "fp16"}
@@ -115,7 +115,7 @@ class OpenVinoBackend(Backend):
                     "openvino quantizer=qdq: the QDQ graph is made with onnx and onnxruntime, "
                     "which are not installed here (the ov-cpu image has NNCF, the default)"
                 )
-            return reduced_precision_onnx(self.artifact, "int8")
+            return reduced_precision_onnx(self.artifact, "int8", for_cpu=True)
         return ov_nncf.quantized_ir(core, self.artifact)
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -168,7 +168,7 @@ class OpenVinoBackend(Backend):
     def _calibration(self) -> dict[str, object] | None:
         if self.quantizer is None:
             return None
-        recipe = ov_nncf.RECIPE if self.quantizer == "nncf" else None  # None: the QDQ recipe
+        recipe = ov_nncf.recipe() if self.quantizer == "nncf" else qdq_recipe(for_cpu=True)
         return calibration_record(self.artifact, recipe)
 
     def _close(self) -> None:

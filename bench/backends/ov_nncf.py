@@ -16,6 +16,7 @@ from pathlib import Path
 import openvino as ov
 
 from bench.artifact import Artifact
+from bench.backends.cpu import int8_cpu_settings
 from bench.errors import Unsupported
 from bench.fsutil import atomic_dir, cache_dir
 from bench.quantize import (
@@ -46,9 +47,15 @@ def nncf_version() -> str:
         ) from exc
 
 
+def recipe() -> dict[str, object]:
+    """The recipe with this CPU's `overflow_fix`: NNCF's fix for CPUs without VNNI there, its
+    default elsewhere."""
+    return {**RECIPE, **int8_cpu_settings("openvino")}
+
+
 def recipe_digest() -> str:
     """A short hash of the recipe and the NNCF and OpenVINO versions that apply it."""
-    return short_digest({"recipe": RECIPE, "nncf": nncf_version(), "openvino": ov.get_version()})
+    return short_digest({"recipe": recipe(), "nncf": nncf_version(), "openvino": ov.get_version()})
 
 
 def ir_path(artifact: Artifact) -> Path:
@@ -63,6 +70,10 @@ def quantized_ir(core: ov.Core, artifact: Artifact) -> tuple[Path, bool]:
     if path.is_file():
         return path, True
     import nncf
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        OverflowFix,
+    )
 
     model = core.read_model(str(artifact.onnx_path))
     batches = calibration_batches(artifact.inputs, calibration_batch_size(artifact))
@@ -71,6 +82,9 @@ def quantized_ir(core: ov.Core, artifact: Artifact) -> tuple[Path, bool]:
         nncf.Dataset(batches),
         preset=nncf.QuantizationPreset.PERFORMANCE,
         subset_size=len(batches),
+        advanced_parameters=AdvancedQuantizationParameters(
+            overflow_fix=OverflowFix(recipe()["overflow_fix"])
+        ),
     )
     with atomic_dir(path.parent) as tmp:
         # Float weights stay fp32: save_model would otherwise store them as fp16.

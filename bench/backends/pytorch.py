@@ -215,7 +215,7 @@ class TorchBackend(Backend):
             "quantized_program": str(self.program_path),
             "quantized_program_reused": self.program_reused,
             "calibration": {
-                **calibration_record(self.artifact, torch_int8.RECIPE),
+                **calibration_record(self.artifact, torch_int8.recipe()),
                 "batch_size": self.cell.batch_size,
             },
         }

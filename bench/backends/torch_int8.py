@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from bench.artifact import Artifact
+from bench.backends.cpu import int8_cpu_settings
 from bench.errors import Unsupported
 from bench.fsutil import atomic_path, cache_dir
 from bench.quantize import calibration_digest, short_digest
@@ -41,7 +42,7 @@ from bench.quantize import calibration_digest, short_digest
 RECIPE: dict[str, object] = {
     "tool": "torchao.quantization.pt2e (prepare_pt2e, convert_pt2e)",
     "capture": "torch.export, strict, static shapes",
-    "quantizer": "X86InductorQuantizer, get_default_x86_inductor_quantization_config()",
+    "quantizer": "X86InductorQuantizer, get_default_x86_inductor_quantization_config",
     "activations": "uint8 affine per-tensor, HistogramObserver",
     "weights": "int8 symmetric per-channel",
     "lowering": "torch.compile (Inductor) with freezing",
@@ -53,10 +54,16 @@ _INT8_CALL = re.compile(r"torch\.ops\.((?:onednn\.q|quantized\.)\w+)")
 _FLOAT_CALL = re.compile(r"torch\.ops\.((?:mkldnn|mkl)\.\w+)|extern_kernels\.(\w+)")
 
 
+def recipe() -> dict[str, object]:
+    """The recipe with this CPU's setting: `reduce_range` (7-bit activations) where int8
+    saturates without VNNI, as torchao recommends; its default elsewhere."""
+    return {**RECIPE, **int8_cpu_settings("torch")}
+
+
 def recipe_digest() -> str:
     """A short hash of the recipe and the torch and torchao versions that apply it."""
     return short_digest(
-        {"recipe": RECIPE, "torch": torch.__version__, "torchao": metadata.version("torchao")}
+        {"recipe": recipe(), "torch": torch.__version__, "torchao": metadata.version("torchao")}
     )
 
 
@@ -92,6 +99,14 @@ def program_path(artifact: Artifact, batch_size: int, channels_last: bool) -> Pa
     return cache_dir("torch-int8", "-".join(parts) + ".pt2")
 
 
+def quantization_config() -> object:
+    """X86InductorQuantizer's default static configuration, with this CPU's reduce_range."""
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+
+    reduce_range = bool(recipe()["reduce_range"])
+    return xiq.get_default_x86_inductor_quantization_config(reduce_range=reduce_range)
+
+
 def quantize(model: torch.nn.Module, batches: list[torch.Tensor]) -> torch.fx.GraphModule:
     """The PT2E-quantized program of `model`, calibrated on `batches` (all of one shape)."""
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
@@ -102,9 +117,7 @@ def quantize(model: torch.nn.Module, batches: list[torch.Tensor]) -> torch.fx.Gr
         captured = torch.export.export(model, (batches[0],), strict=True).module()
     except Exception as exc:  # export raises many types for a model it cannot capture
         raise Unsupported(f"torch.export cannot capture the model for PT2E: {exc}") from exc
-    quantizer = xiq.X86InductorQuantizer().set_global(
-        xiq.get_default_x86_inductor_quantization_config()
-    )
+    quantizer = xiq.X86InductorQuantizer().set_global(quantization_config())
     prepared = prepare_pt2e(captured, quantizer)
     with torch.no_grad():
         for batch in batches:

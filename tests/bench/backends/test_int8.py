@@ -5,13 +5,25 @@ recorded, the parity is judged by the int8 tier, and quantized models are cached
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 from helpers import run_cell_to_file
+from onnx import numpy_helper
 
 from bench.backends import torch_int8
-from bench.quantize import RECIPES
+from bench.backends.cpu import INT8_WITHOUT_VNNI, int8_cpu_settings, int8_saturates
+from bench.quantize import RECIPES, qdq_recipe
+
+# The forced-flags override (bench.backends.cpu): the other CPUs of this machine kind.
+ZEN3_FLAGS = "avx,avx2,fma,f16c,sse4_2"
+ZEN4_FLAGS = ZEN3_FLAGS + ",avx512f,avx512_vnni,avx512_bf16"
+x86_only = pytest.mark.skipif(
+    platform.machine() != "x86_64", reason="the int8 saturation fix is for x86 CPUs"
+)
 
 
 @pytest.fixture
@@ -90,7 +102,7 @@ def test_openvino_quantizer_qdq_runs_the_shared_qdq_graph(small_artifact, tmp_pa
     runtime = doc["runtime"]
     assert runtime["quantizer"] == "qdq" and runtime["precision_run"] == "int8"
     assert runtime["model_file"].endswith(".onnx")  # the graph ONNX Runtime runs too
-    assert runtime["calibration"]["recipe"] == RECIPES["int8"]
+    assert runtime["calibration"]["recipe"] == qdq_recipe(for_cpu=True)
     _assert_int8_read_back(doc, "openvino")
 
 
@@ -126,3 +138,71 @@ def test_tvm_is_fp32_only_and_says_why(small_artifact, tmp_path, precision):
     doc = run_cell_to_file(small_artifact, tmp_path, "tvm", precision=precision)
     assert doc["status"] == "unsupported"
     assert f"not {precision}: deploybench runs TVM in fp32 only" in doc["reason"]
+
+
+# -- int8 on CPUs without VNNI: each framework's own fix, chosen from the CPU flags ------------
+@x86_only
+@pytest.mark.parametrize(("flags", "saturates"), [(ZEN3_FLAGS, True), (ZEN4_FLAGS, False)])
+def test_the_int8_settings_follow_the_cpu(monkeypatch, flags, saturates):
+    monkeypatch.setenv("DEPLOYBENCH_CPU_FLAGS", flags)
+    assert int8_saturates() is saturates
+    for framework, guidance in INT8_WITHOUT_VNNI.items():
+        settings = int8_cpu_settings(framework)
+        expected = guidance.without_vnni if saturates else guidance.with_vnni
+        assert {k: settings[k] for k in expected} == expected
+        assert settings["cpu_int8"].startswith("no VNNI: " if saturates else "VNNI: ")
+    assert INT8_WITHOUT_VNNI["onnxruntime"].without_vnni == {"reduce_range": True}
+    assert INT8_WITHOUT_VNNI["torch"].without_vnni == {"reduce_range": True}
+    assert INT8_WITHOUT_VNNI["openvino"].without_vnni == {"overflow_fix": "first_layer_only"}
+
+
+def _weight_codes(path: str) -> list[np.ndarray]:
+    """The int8 codes of every quantized weight of a QDQ graph."""
+    model = onnx.load(path)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return [
+        inits[n.input[0]]
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and inits.get(n.input[0], np.zeros(0)).dtype == np.int8
+    ]
+
+
+@x86_only
+def test_onnxruntime_int8_without_vnni_runs_7_bit_weights(
+    conv_artifact, tmp_path, cache, monkeypatch
+):
+    monkeypatch.setenv("DEPLOYBENCH_CPU_FLAGS", ZEN3_FLAGS)
+    doc = run_cell_to_file(conv_artifact, tmp_path, "onnxruntime", precision="int8")
+    assert doc["status"] == "ok", doc["reason"]
+    recipe = doc["runtime"]["calibration"]["recipe"]
+    assert recipe["reduce_range"] is True and recipe["cpu_int8"].startswith("no VNNI")
+    codes = _weight_codes(doc["runtime"]["model_file"])
+    assert codes and max(int(np.abs(c).max()) for c in codes) <= 64  # 7 bits: [-64, 63]
+    # The graph for VNNI CPUs is another cache entry, with the full 8-bit range.
+    monkeypatch.setenv("DEPLOYBENCH_CPU_FLAGS", ZEN4_FLAGS)
+    full = run_cell_to_file(conv_artifact, tmp_path, "onnxruntime", precision="int8")
+    assert full["runtime"]["calibration"]["recipe"]["reduce_range"] is False
+    assert full["runtime"]["model_file"] != doc["runtime"]["model_file"]
+    assert max(int(np.abs(c).max()) for c in _weight_codes(full["runtime"]["model_file"])) > 64
+
+
+@x86_only
+def test_openvino_int8_records_nncf_overflow_fix_for_the_cpu(
+    small_artifact, tmp_path, cache, monkeypatch
+):
+    monkeypatch.setenv("DEPLOYBENCH_CPU_FLAGS", ZEN3_FLAGS)
+    doc = run_cell_to_file(small_artifact, tmp_path, "openvino", precision="int8")
+    assert doc["status"] == "ok", doc["reason"]
+    assert doc["runtime"]["calibration"]["recipe"]["overflow_fix"] == "first_layer_only"
+    monkeypatch.setenv("DEPLOYBENCH_CPU_FLAGS", ZEN4_FLAGS)
+    vnni = run_cell_to_file(small_artifact, tmp_path, "openvino", precision="int8")
+    assert vnni["runtime"]["calibration"]["recipe"]["overflow_fix"] == "disable"
+    assert vnni["runtime"]["model_file"] != doc["runtime"]["model_file"]  # cached apart
+
+
+@x86_only
+@pytest.mark.parametrize(("flags", "quant_max"), [(ZEN3_FLAGS, 127), (ZEN4_FLAGS, 255)])
+def test_torch_int8_activations_use_7_bits_without_vnni(monkeypatch, flags, quant_max):
+    monkeypatch.setenv("DEPLOYBENCH_CPU_FLAGS", flags)
+    assert torch_int8.quantization_config().input_activation.quant_max == quant_max
+    assert torch_int8.recipe()["reduce_range"] is (quant_max == 127)

@@ -34,7 +34,10 @@ def test_throughput_cell_splits_the_batch_across_async_requests(small_artifact, 
     assert doc["parity"]["outputs"][0]["shape"] == [8, 1000]
 
 
-@pytest.mark.skipif("BF16" not in CAPABILITIES, reason="this CPU has no bf16: see the next test")
+@pytest.mark.skipif(
+    "BF16" not in CAPABILITIES,
+    reason="only a CPU with AVX512-BF16 or AMX computes bf16 (not this one): see the next test",
+)
 def test_bf16_runs_bf16_layers_and_is_labelled_so(small_artifact, tmp_path):
     doc = _run(small_artifact, tmp_path, precision="bf16")
     assert doc["status"] == "ok", doc["reason"]
@@ -43,13 +46,31 @@ def test_bf16_runs_bf16_layers_and_is_labelled_so(small_artifact, tmp_path):
     assert doc["parity"]["tolerance"]["precision"] == "bf16"
 
 
-@pytest.mark.skipif("BF16" in CAPABILITIES, reason="this CPU has bf16: see the previous test")
-def test_bf16_without_cpu_support_is_unsupported(small_artifact, tmp_path):
+def test_bf16_without_cpu_support_is_unsupported(small_artifact, tmp_path, monkeypatch):
+    # On any CPU: the forced flags make it answer as a Zen 3 (no AVX512-BF16, no AMX).
+    monkeypatch.setenv("DEPLOYBENCH_CPU_FLAGS", "avx,avx2,fma")
     doc = _run(small_artifact, tmp_path, precision="bf16")
-    assert doc["status"] == "unsupported"
+    assert doc["status"] == "unsupported" and "no native bf16" in doc["reason"]
+    assert doc["environment"]["cpu"]["flags_forced"] == ["avx", "avx2", "fma"]
 
 
-@pytest.mark.skipif("FP16" in CAPABILITIES, reason="this CPU computes fp16 natively")
+@pytest.mark.skipif(
+    "FP16" not in CAPABILITIES,
+    reason="only a CPU with AVX512-FP16 (Sapphire Rapids and later) computes fp16: see the next",
+)
+def test_fp16_on_a_cpu_with_avx512_fp16_runs_fp16_layers(small_artifact, tmp_path):
+    doc = _run(small_artifact, tmp_path, precision="fp16")
+    assert doc["status"] == "ok", doc["reason"]
+    assert doc["runtime"]["precision_run"] == "fp16"
+    assert doc["runtime"]["layer_precisions"].get("f16", 0) > 0
+    assert doc["parity"]["tolerance"]["precision"] == "fp16"
+
+
+@pytest.mark.skipif(
+    "FP16" in CAPABILITIES,
+    reason="the plugin replaces fp16 only on CPUs without AVX512-FP16 (not this one): see the "
+    "previous test",
+)
 def test_fp16_replaced_by_the_plugin_is_unsupported_not_mislabelled(small_artifact, tmp_path):
     doc = _run(small_artifact, tmp_path, precision="fp16")
     assert doc["status"] == "unsupported"

@@ -51,7 +51,10 @@ def test_precisions_per_device(small_artifact):
     assert BACKENDS.get("torch").load_class().precisions["cuda"] == ("fp32", "fp16", "bf16")
 
 
-@pytest.mark.skipif(bf16_unsupported_reason() is not None, reason="this CPU has no native bf16")
+@pytest.mark.skipif(
+    bf16_unsupported_reason() is not None,
+    reason="only a CPU with AVX512-BF16 or AMX computes bf16 (not this one): see the next test",
+)
 def test_bf16_on_a_bf16_cpu_runs_bf16_within_its_tier(small_artifact, tmp_path):
     doc = run_cell_to_file(small_artifact, tmp_path, "torch", precision="bf16")
     assert doc["status"] == "ok", doc["reason"]

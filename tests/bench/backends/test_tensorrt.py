@@ -18,8 +18,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
-from helpers import SMALL_MODEL, assert_valid_result_file, onnx_artifact_of
+from helpers import SMALL_MODEL, assert_valid_result_file
 from onnx import numpy_helper
 
 from bench.backends import BACKENDS
@@ -151,8 +150,11 @@ def test_calibration_digest_follows_data_and_shape():
     assert calibration_digest(a) != calibration_digest(b)
 
 
-def _run_ort(path, artifact) -> dict[str, np.ndarray]:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def _run_ort(path, artifact, optimize: bool = True) -> dict[str, np.ndarray]:
+    options = ort.SessionOptions()
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     outputs = session.run(artifact.output_names, {artifact.input_name: artifact.inputs})
     return dict(zip(artifact.output_names, outputs, strict=True))
 
@@ -211,32 +213,19 @@ def test_int8_graph_has_symmetric_qdq_as_tensorrt_requires(small_artifact, cache
     assert reduced_precision_onnx(small_artifact, "int8") == (path, True)
 
 
-@pytest.fixture(scope="module")
-def tiny_artifact(tmp_path_factory):
-    """A small convolutional classifier with seeded weights, as a user ONNX artifact."""
-    tmp = tmp_path_factory.mktemp("tiny-trt")
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 16, 3, stride=4),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 16, 3, stride=2),
-        torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(),
-        torch.nn.Linear(16, 10),
-    )
-    return onnx_artifact_of(net, tmp)
-
-
-def test_int8_graph_passes_int8_parity_on_a_conv_net(tiny_artifact, cache):
-    path, _ = reduced_precision_onnx(tiny_artifact, "int8")
+def test_int8_graph_passes_int8_parity_on_a_conv_net(conv_artifact, cache):
+    """The graph's own arithmetic, the same on every CPU: with its optimiser off, ONNX Runtime
+    runs each QuantizeLinear and DequantizeLinear as written and the convolutions in float,
+    as TensorRT's int32-accumulating kernels compute them. (ORT's fused int8 kernels saturate
+    on CPUs without VNNI: that is the CPU recipe's business, tests/bench/backends/test_int8.py.)"""
+    path, _ = reduced_precision_onnx(conv_artifact, "int8")
     q, dq = _qdq_nodes(onnx.load(str(path)))
     assert len(q) >= 3 and len(dq) >= 6  # both convolutions and the classifier
     report = compare(
-        _run_ort(path, tiny_artifact),
-        tiny_artifact.references,
+        _run_ort(path, conv_artifact, optimize=False),
+        conv_artifact.references,
         "int8",
-        classifier_output=tiny_artifact.classifier_output,
+        classifier_output=conv_artifact.classifier_output,
     )
     assert report.verdict == "pass", report.reasons
     # Quantized, not a copy of the float graph: the outputs differ from the reference.
