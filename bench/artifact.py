@@ -143,6 +143,7 @@ class Artifact:
             "opset",
             "exporter",
             "task",
+            "graph_boundary",
             "param_count",
             "flops_per_sample",
             "reference",

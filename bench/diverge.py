@@ -13,7 +13,7 @@ output that fails the tier.
   exact (every node before the answer was compared), each run holding at most half the tensors
   (or `window` of them). The exposed graph is pruned to what its outputs need, so later nodes
   a framework cannot convert do not stop the search; `cut_before` drops the nodes of the named
-  op types and everything after them (Mask R-CNN's Loop in OpenVINO and TVM).
+  op types and everything after them (an operator a framework cannot convert).
 
 Exposing a tensor can stop a framework fusing the node that produces it; what is compared is the
 framework's result for that tensor when it has to produce it. Nested graphs (If/Loop bodies) are

@@ -178,6 +178,7 @@ def _build_detector(spec: ExportSpec, model_spec: ModelSpec, images: list, work:
     first = {n: references[f"0/{n}"] for n in model_spec.output_names}
     return {
         "task": "detection",
+        "graph_boundary": model_spec.graph_boundary,
         "preprocess": model_spec.preprocess.to_dict(),
         "inputs": [{"name": "input", "shape": [1, *inputs.shape[1:]], "dtype": "float32"}],
         "outputs": [
@@ -307,6 +308,8 @@ def export(spec: ExportSpec, artifacts_dir: str | Path) -> tuple[Artifact, bool]
         extra["onnx_sha256"] = sha256_file(source)
     else:
         extra["preprocess"] = MODELS.get(spec.model).preprocess.to_dict()
+        if boundary := MODELS.get(spec.model).graph_boundary:
+            extra["graph_boundary"] = boundary
     key = artifact_key(spec, images, extra)
     final = root / _folder_name(spec.model, key)
     if final.exists():

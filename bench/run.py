@@ -106,7 +106,8 @@ def _parity(backend: Backend, artifact: Artifact, cell: Cell) -> dict:
             backend.infer({artifact.input_name: np.ascontiguousarray(inputs[i : i + 1])})
             for i in range(len(inputs))
         ]
-        parity = detection_parity(artifact.detections, found, tier)
+        height, width = inputs.shape[-2:]
+        parity = detection_parity(artifact.detections, found, tier, image_size=(height, width))
         parity["reference"] = artifact.meta["reference"]
         return parity
     outputs = run_all_inputs(backend, inputs, artifact.input_name, cell.batch_size)

@@ -41,3 +41,10 @@ def conv_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
         torch.nn.Linear(16, 10),
     )
     return onnx_artifact_of(net, tmp)
+
+
+@pytest.fixture(scope="session")
+def maskrcnn_artifact(artifacts_dir: Path) -> Artifact:
+    """maskrcnn_resnet50_fpn, random weights, the sample photos: a real export (~25 s)."""
+    artifact, _ = export(ExportSpec(model="maskrcnn_resnet50_fpn"), artifacts_dir)
+    return artifact

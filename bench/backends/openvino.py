@@ -91,10 +91,16 @@ class OpenVinoBackend(Backend):
             raise Unsupported(
                 f"asked for {self.cell.precision}, OpenVINO on this CPU runs {ran_name} instead"
             )
-        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
+        self.output_names = [self._output_name(o) for o in self.compiled.outputs]
         requests = self.compiled.get_property(props.optimal_number_of_infer_requests)
         self.n_requests = 1 if hint == "latency" else max(1, min(requests, self.cell.batch_size))
         self.requests = [self.compiled.create_infer_request() for _ in range(self.n_requests)]
+
+    def _output_name(self, output: ov.Output) -> str:
+        """The artifact's name of a compiled output: a tensor that is also an inner node's
+        output (Mask R-CNN's boxes) has several names, and `get_any_name` may pick another."""
+        ours = output.get_names() & set(self.artifact.output_names)
+        return ours.pop() if len(ours) == 1 else output.get_any_name()
 
     def _quantizer(self, int8: bool) -> str | None:
         """The int8 quantizer the cell asks for (option `quantizer`), None for float cells."""

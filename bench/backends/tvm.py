@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
+import re
+import sys
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -143,12 +146,18 @@ class TvmBackend(Backend):
         target = tvm.target.Target(self.target)
         shape = [self.cell.batch_size, *self.artifact.inputs.shape[1:]]
         graph = onnx.load(str(self.artifact.onnx_path))  # an unreadable file is a failure
+        printed = io.StringIO()  # the frontend prints the operator it failed on, then raises
         try:
-            mod = from_onnx(
-                graph, shape_dict={self.artifact.input_name: shape}, keep_params_in_input=True
-            )
+            with contextlib.redirect_stdout(printed):
+                mod = from_onnx(
+                    graph, shape_dict={self.artifact.input_name: shape}, keep_params_in_input=True
+                )
         except Exception as exc:  # the frontend raises many types for a graph it cannot convert
-            raise Unsupported(f"TVM's Relax ONNX frontend: {exc}") from exc
+            failed_op = re.search(r"Error converting operator (\w+)", printed.getvalue())
+            where = f"cannot convert {failed_op.group(1)}: " if failed_op else ""
+            raise Unsupported(f"TVM's Relax ONNX frontend: {where}{exc}") from exc
+        finally:
+            sys.stdout.write(printed.getvalue())  # still the cell's log
         mod, params = relax.frontend.detach_params(mod)
         self.tuning_s, self.tuning_reused, self.tuning_database = 0.0, False, None
         self.trials_run, self.records = 0, 0  # this load's successful trials; the database's

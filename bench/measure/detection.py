@@ -23,6 +23,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from bench.measure.assignment import linear_sum_assignment
+from bench.measure.iou import as_boxes, binary_masks, box_iou, mask_iou, paired_mask_iou
+from bench.measure.masks import paste_masks
+
+__all__ = ["box_iou", "detection_parity", "linear_sum_assignment", "mask_iou", "match_detections"]
+
 # Detections scoring below this on both sides are not compared: low-confidence detections
 # flicker across runtimes and precisions (NMS keeps one box of a near-tied pair or the other),
 # and the user-facing result rarely keeps them. Keep `min_score - score_margin` above the
@@ -116,159 +122,6 @@ def detection_tolerance_for(precision: str) -> DetectionTolerance:
 
 
 # --------------------------------------------------------------------------------------------
-# Overlaps
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of `a` (N, 4) with every box of `b` (M, 4), as (N, M) float64.
-
-    Boxes are (x1, y1, x2, y2) in continuous coordinates (area = width * height, no +1, as in
-    torchvision). A box with zero or negative width or height has no area: its IoU with
-    anything, itself included, is 0 (never NaN), so it can never match.
-    """
-    a = _boxes(a, "a")
-    b = _boxes(b, "b")
-    wa = np.clip(a[:, 2] - a[:, 0], 0.0, None)
-    ha = np.clip(a[:, 3] - a[:, 1], 0.0, None)
-    wb = np.clip(b[:, 2] - b[:, 0], 0.0, None)
-    hb = np.clip(b[:, 3] - b[:, 1], 0.0, None)
-    area_a = wa * ha
-    area_b = wb * hb
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
-    # Inverted boxes (x2 < x1) can still produce a positive "intersection"; zero it.
-    valid = (area_a[:, None] > 0) & (area_b[None, :] > 0)
-    inter = np.where(valid, inter, 0.0)
-    union = area_a[:, None] + area_b[None, :] - inter
-    out = np.zeros_like(inter)
-    np.divide(inter, union, out=out, where=valid & (union > 0))
-    return out
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """IoU of every mask of `a` (N, H, W) with every mask of `b` (M, H, W), as (N, M) float64.
-
-    Masks are binarised as `mask >= threshold` (Mask R-CNN returns per-pixel probabilities);
-    (N, 1, H, W) is accepted and squeezed. Two empty masks have IoU 1: they agree exactly (a
-    tiny instance whose mask binarises to nothing on both sides is not a discrepancy); an empty
-    mask against a non-empty one has IoU 0.
-    """
-    ma = _binary_masks(a, threshold, "a")
-    mb = _binary_masks(b, threshold, "b")
-    if ma.shape[1:] != mb.shape[1:]:
-        raise ValueError(f"mask sizes differ: {ma.shape[1:]} and {mb.shape[1:]}")
-    fa = ma.reshape(ma.shape[0], -1).astype(np.float64)
-    fb = mb.reshape(mb.shape[0], -1).astype(np.float64)
-    # Pixel counts are integers well below 2**53, so the float64 matrix product is exact.
-    inter = fa @ fb.T
-    union = fa.sum(axis=1)[:, None] + fb.sum(axis=1)[None, :] - inter
-    out = np.ones_like(inter)
-    np.divide(inter, union, out=out, where=union > 0)
-    return out
-
-
-def _paired_mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of a[k] with b[k] for aligned binary masks (K, H, W); the same rules as mask_iou."""
-    inter = np.logical_and(a, b).reshape(a.shape[0], -1).sum(axis=1)
-    union = np.logical_or(a, b).reshape(a.shape[0], -1).sum(axis=1)
-    out = np.ones(a.shape[0], dtype=np.float64)
-    np.divide(inter, union, out=out, where=union > 0)
-    return out
-
-
-def _boxes(x: np.ndarray, name: str) -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.size == 0:
-        return arr.reshape(0, 4)
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{name}: boxes must be shaped (N, 4), got {arr.shape}")
-    return arr
-
-
-def _binary_masks(x: np.ndarray, threshold: float, name: str) -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.ndim == 4 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 3:
-        raise ValueError(f"{name}: masks must be shaped (N, H, W) or (N, 1, H, W), got {arr.shape}")
-    return arr >= threshold
-
-
-# --------------------------------------------------------------------------------------------
-# Optimal assignment
-
-
-def linear_sum_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Minimum-cost assignment of a rectangular cost matrix (scipy's interface, numpy only).
-
-    Returns (rows, cols), rows ascending, with min(N, M) pairs: every row is assigned when
-    N <= M, every column when N > M, and cost[rows, cols].sum() is minimal. Costs must be
-    finite; a forbidden pair is a large finite cost that the caller filters out afterwards.
-
-    The shortest-augmenting-path form of the Hungarian algorithm (Jonker-Volgenant style, with
-    row and column potentials): rows are added one at a time, and each addition runs a
-    Dijkstra-like search over reduced costs to the nearest free column, then augments along
-    the path. O(N^2 M) arithmetic with the inner loop over columns vectorised, so a few
-    hundred boxes of one class take well under a second.
-    """
-    c = np.asarray(cost, dtype=np.float64)
-    if c.ndim != 2:
-        raise ValueError(f"cost must be a 2-D matrix, got shape {c.shape}")
-    if not np.all(np.isfinite(c)):
-        raise ValueError("cost must be finite (use a large finite cost for forbidden pairs)")
-    transposed = c.shape[0] > c.shape[1]
-    if transposed:
-        c = c.T
-    n, m = c.shape
-    if n == 0:
-        empty = np.zeros(0, dtype=np.intp)
-        return empty, empty.copy()
-    # 1-based arrays with a virtual column 0 that holds the row being inserted (the classic
-    # formulation); col_row[j] is the row (1-based, 0 = free) assigned to column j.
-    u = np.zeros(n + 1)
-    v = np.zeros(m + 1)
-    col_row = np.zeros(m + 1, dtype=np.intp)
-    way = np.zeros(m + 1, dtype=np.intp)
-    for i in range(1, n + 1):
-        col_row[0] = i
-        j0 = 0
-        minv = np.full(m + 1, np.inf)
-        used = np.zeros(m + 1, dtype=bool)
-        while True:
-            used[j0] = True
-            i0 = col_row[j0]
-            free = ~used
-            free[0] = False
-            # Reduced cost of reaching each free column from row i0 on the current tree.
-            reduced = c[i0 - 1] - u[i0] - v[1:]
-            better = free[1:] & (reduced < minv[1:])
-            minv[1:][better] = reduced[better]
-            way[1:][better] = j0
-            candidates = np.where(free, minv, np.inf)
-            j1 = int(np.argmin(candidates))
-            delta = candidates[j1]
-            # Shift potentials so the tree's edges stay tight and j1's edge becomes tight.
-            u[col_row[used]] += delta
-            v[used] -= delta
-            minv[free] -= delta
-            j0 = j1
-            if col_row[j0] == 0:
-                break
-        # Augment: flip the assignment along the alternating path back to the virtual column.
-        while j0:
-            j1 = way[j0]
-            col_row[j0] = col_row[j1]
-            j0 = j1
-    cols = np.nonzero(col_row[1:])[0]
-    rows = col_row[1:][cols] - 1
-    if transposed:
-        rows, cols = cols, rows
-    order = np.argsort(rows, kind="stable")
-    return rows[order].astype(np.intp), cols[order].astype(np.intp)
-
-
-# --------------------------------------------------------------------------------------------
 # Matching
 
 
@@ -299,7 +152,7 @@ def _detections(d: Mapping[str, object], name: str) -> dict[str, np.ndarray | No
     for key in ("boxes", "labels", "scores"):
         if key not in d:
             raise ValueError(f"{name}: detections lack {key!r}")
-    boxes = _boxes(d["boxes"], name)
+    boxes = as_boxes(d["boxes"], name)
     labels = np.asarray(d["labels"]).reshape(-1)
     scores = np.asarray(d["scores"], dtype=np.float64).reshape(-1)
     n = boxes.shape[0]
@@ -322,14 +175,18 @@ def match_detections(
     min_score: float = DEFAULT_MIN_SCORE,
     score_margin: float = DEFAULT_SCORE_MARGIN,
     mask_threshold: float = 0.5,
+    image_size: tuple[int, int] | None = None,
 ) -> DetectionMatch:
     """Match one image's output detections to its reference detections.
 
     Inputs are dicts {"boxes": (N, 4), "labels": (N,), "scores": (N,), "masks": optional
-    (N, 1, H, W) or (N, H, W)}. A reference and an output detection can be paired only when
-    their labels are equal and their box IoU is at least `iou_threshold`. Among the pairings
-    allowed, the optimal assignment takes the largest number of pairs and, among those, the
-    largest total box IoU. Greedy matching (best IoU first) can do worse on both counts.
+    (N, 1, H, W) or (N, H, W)}. Masks smaller than `image_size` are RoI masks (Mask R-CNN's
+    graph ends before the paste): each matched pair is pasted at the reference's box
+    (`bench.measure.masks`) before its IoU is taken. A reference and an output detection can
+    be paired only when their labels are equal and their box IoU is at least `iou_threshold`.
+    Among the pairings allowed, the optimal assignment takes the largest number of pairs and,
+    among those, the largest total box IoU. Greedy matching (best IoU first) can do worse on
+    both counts.
 
     The score floor. A detection is *counted* when its score is >= min_score, *tolerated*
     when it lies in [min_score - score_margin, min_score), and ignored below that. A pair
@@ -383,11 +240,18 @@ def match_detections(
     score_diff = o["scores"][oi_all] - r["scores"][ri_all]
     m_iou = None
     if r["masks"] is not None:
-        mr = _binary_masks(r["masks"], mask_threshold, "reference")
-        mo = _binary_masks(o["masks"], mask_threshold, "output")
+        ref_masks, out_masks = r["masks"][ri_all], o["masks"][oi_all]
+        if image_size is not None and tuple(ref_masks.shape[-2:]) != tuple(image_size):
+            # RoI masks: both pasted at the reference's box, so that the mask heads are
+            # compared, not the paste's rounding of two boxes (box IoU measures those).
+            boxes = r["boxes"][ri_all]
+            ref_masks = paste_masks(ref_masks, boxes, *image_size)
+            out_masks = paste_masks(out_masks, boxes, *image_size)
+        mr = binary_masks(ref_masks, mask_threshold, "reference")
+        mo = binary_masks(out_masks, mask_threshold, "output")
         if mr.shape[1:] != mo.shape[1:]:
             raise ValueError(f"mask sizes differ: {mr.shape[1:]} and {mo.shape[1:]}")
-        m_iou = _paired_mask_iou(mr[ri_all], mo[oi_all])
+        m_iou = paired_mask_iou(mr, mo)
 
     r_unmatched = np.setdiff1d(np.nonzero(r_counted)[0], ri_all).astype(np.intp)
     o_unmatched = np.setdiff1d(np.nonzero(o_counted)[0], oi_all).astype(np.intp)
@@ -418,6 +282,19 @@ def _max(x: np.ndarray) -> float | None:
     return float(np.max(x)) if x.size else None
 
 
+def _mask_comparison(
+    refs: Sequence[Mapping[str, object]], image_size: tuple[int, int] | None
+) -> str:
+    shapes = {tuple(np.asarray(r["masks"]).shape[-2:]) for r in refs if r.get("masks") is not None}
+    if image_size is not None and shapes - {tuple(image_size)}:
+        h, w = image_size
+        return (
+            f"RoI masks ({', '.join('x'.join(map(str, s)) for s in sorted(shapes))}) of each "
+            f"matched pair pasted at the reference's box into {h}x{w} (bench.measure.masks)"
+        )
+    return "image masks as the model returned them"
+
+
 def detection_parity(
     refs: Sequence[Mapping[str, object]],
     outs: Sequence[Mapping[str, object]],
@@ -427,8 +304,10 @@ def detection_parity(
     min_score: float = DEFAULT_MIN_SCORE,
     score_margin: float = DEFAULT_SCORE_MARGIN,
     mask_threshold: float = 0.5,
+    image_size: tuple[int, int] | None = None,
 ) -> dict[str, object]:
     """Detection parity over all images (refs[i] against outs[i]): a JSON-serialisable report.
+    `image_size` (height, width) is where RoI masks are pasted (see `match_detections`).
 
     Metrics pool the matched pairs of all images. A metric with nothing to measure is None
     (no matched pairs, no masks, no counted detections) and its criterion does not apply: a
@@ -439,7 +318,7 @@ def detection_parity(
         raise ValueError(f"{len(refs)} reference images but {len(outs)} output images")
     tol = detection_tolerance_for(precision)
     matches = [
-        match_detections(r, o, iou_threshold, min_score, score_margin, mask_threshold)
+        match_detections(r, o, iou_threshold, min_score, score_margin, mask_threshold, image_size)
         for r, o in zip(refs, outs, strict=True)
     ]
     ious = np.concatenate([m.box_iou for m in matches]) if matches else np.zeros(0)
@@ -469,6 +348,7 @@ def detection_parity(
         "min_score": float(min_score),
         "score_margin": float(score_margin),
         "mask_threshold": float(mask_threshold) if has_masks else None,
+        "mask_comparison": _mask_comparison(refs, image_size) if has_masks else None,
         "images": len(matches),
         "reference_detections": n_ref,
         "output_detections": n_out,

@@ -96,15 +96,49 @@ def _random(spec: ModelSpec) -> nn.Module:
 
 class DetectionOutputs(nn.Module):
     """A torchvision detector as a graph of one image: [1, 3, H, W] -> boxes, labels, scores
-    (and masks), the tensors ONNX and every runtime return (torchvision returns dicts)."""
+    (and masks), the tensors ONNX and every runtime return (torchvision returns dicts).
+
+    The graph ends before the mask paste: `masks` are the per-detection probabilities at the
+    mask head's resolution (N, 1, 28, 28), as `roi_heads` returns them. torchvision's paste
+    into the image (`paste_masks_in_image`) is a Python loop over detections that exports as
+    an ONNX `Loop`, which OpenVINO and TVM cannot convert, and it truncates each expanded box
+    to whole pixels, so a box that moves by 1e-4 of a pixel across an integer resizes its mask
+    by a pixel. The paste is done outside the graph by one implementation for every framework
+    and the reference (`bench.measure.masks`), outside the timed region."""
 
     def __init__(self, detector: nn.Module, output_names: tuple[str, ...]) -> None:
         super().__init__()
         self.detector, self.output_names = detector, output_names
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        found = self.detector(list(x))[0]
+        from torchvision.models.detection.transform import resize_boxes
+
+        det = self.detector
+        original_size = (int(x.shape[-2]), int(x.shape[-1]))
+        images = self._transform(x)
+        features = det.backbone(images.tensors)
+        proposals, _ = det.rpn(images, features)
+        found = det.roi_heads(features, proposals, images.image_sizes)[0][0]
+        # What transform.postprocess does, less the paste: boxes back to the input's pixels.
+        found["boxes"] = resize_boxes(found["boxes"], images.image_sizes[0], original_size)
         return tuple(found[name] for name in self.output_names)
+
+    def _transform(self, x: torch.Tensor) -> object:
+        """The detector's input transform. An image already at the transform's size (the
+        fixed export size) is only normalised: its resize would be the identity (scale 1,
+        bilinear at half-pixel centres) and its padding none, but it exports as a Resize of a
+        computed size that TVM's frontend cannot convert."""
+        from torchvision.models.detection.image_list import ImageList
+
+        transform = self.detector.transform
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        identity = (
+            transform.min_size[-1] == transform.max_size == h == w
+            and h % transform.size_divisible == 0
+        )
+        if not identity:
+            return transform(list(x))[0]
+        return ImageList(transform.normalize(x[0])[None], [(h, w)])
 
 
 def _pretrained(spec: ModelSpec) -> nn.Module:
