@@ -5,7 +5,9 @@ SHELL := /bin/bash
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 MATRIX ?= quick
-EXECUTOR ?= docker
+# auto: containers when a Docker engine answers, else the local executor, said before anything
+# runs and recorded in the run (README: "Where cells run"). docker: containers or a clear error.
+EXECUTOR ?= auto
 RUN_ARGS ?=
 DEFAULT_BASE := python:3.11-slim-bookworm
 OFFLINE_BASE := deploybench/base:bookworm
@@ -16,7 +18,7 @@ TORCH_INDEX_URL ?= $(shell curl -fsI --max-time 5 https://download.pytorch.org/w
 BUILD_ARGS = --base-image "$(BASE_IMAGE)" --torch-index-url "$(TORCH_INDEX_URL)"
 
 .PHONY: install bench-cpu bench-gpu bench-local images images-cpu images-gpu base base-offline \
-        doctor report test lint format clean
+        doctor engine engine-base report test lint format clean
 
 install: $(VENV)/.installed
 
@@ -48,10 +50,19 @@ images-cpu: base
 images-gpu: base
 	$(PYTHON) -m runner images --gpu $(BUILD_ARGS)
 
-bench-cpu: base
+# Install and start Docker's engine (root on Debian/Ubuntu), for the containerized matrix.
+engine:
+	images/start-engine.sh
+
+# The base image only where cells will run in containers: EXECUTOR=docker, or auto with an engine.
+engine-base:
+	@if [ "$(EXECUTOR)" = docker ] || { [ "$(EXECUTOR)" = auto ] && docker info >/dev/null 2>&1; }; \
+	then $(MAKE) --no-print-directory base; fi
+
+bench-cpu: install engine-base
 	$(PYTHON) -m runner run --matrix $(MATRIX) --executor $(EXECUTOR) $(BUILD_ARGS) $(RUN_ARGS)
 
-bench-gpu: base
+bench-gpu: install engine-base
 	$(PYTHON) -m runner run --matrix gpu --executor $(EXECUTOR) $(BUILD_ARGS) $(RUN_ARGS)
 
 # The same matrix without Docker, in this virtual environment.

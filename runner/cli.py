@@ -1,6 +1,6 @@
 """`python -m runner` — the host orchestrator.
 
-    python -m runner run [--matrix quick] [--executor docker|local]   run a matrix
+    python -m runner run [--matrix quick] [--executor auto|docker|local]   run a matrix
     python -m runner plan [--matrix quick]                            validate it, list its cells
     python -m runner images [--cpu|--gpu|NAME ...]                    build the framework images
     python -m runner export [--matrix quick]                          export its models' artifacts
@@ -29,6 +29,11 @@ from runner.executors import EXECUTORS, create_executor
 from runner.matrix import Matrix, load_matrix, profiles
 
 NO_GPU_EXIT_CODE = 3
+AUTO = "auto"
+LOCAL_CAVEAT = (
+    "cells run as subprocesses of this Python environment: no container isolation, and the "
+    "framework versions are this environment's, not the pinned images'"
+)
 DEFAULT_RESULTS = Path("results")
 DEFAULT_ARTIFACTS = Path("artifacts")
 DEFAULT_CACHE = Path("cache")
@@ -73,7 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a matrix and print the comparison table")
     _add_matrix_args(run)
     _add_build_args(run)
-    run.add_argument("--executor", choices=EXECUTORS.names(), default="docker")
+    run.add_argument(
+        "--executor",
+        choices=(AUTO, *EXECUTORS.names()),
+        default=AUTO,
+        help="where cells run: docker (a fresh container each), local (subprocesses of this "
+        "environment), or auto (the default): docker when an engine answers, else local, "
+        "said loudly and recorded",
+    )
     run.add_argument(
         "--export-executor",
         choices=EXECUTORS.names(),
@@ -155,6 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     frameworks = "".join(f"-{f}" for f in args.framework)
     run_id = args.run_id or f"{matrix.name}{frameworks}-{stamp}"
     _check_writable(args.results)
+    args.executor, executor_note = _resolve_executor(args.executor)
 
     def executor(name: str) -> object:
         if name == "docker":
@@ -175,6 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         artifacts_dir=args.artifacts,
         resume=args.resume,
         export=not args.no_export,
+        executor_note=executor_note,
     )
     log(
         f"run {run_id}: {len(matrix.cells)} cells, {matrix.threads} threads each, "
@@ -189,6 +203,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return 130
     print(terminal(summary.results))
+    if executor_note:
+        log(f"\nNOTE: {executor_note}")
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
     log(f"\n{counts}; {summary.parity_failures} parity failures; results in {summary.run_dir}")
     if summary.any_failed:
@@ -200,6 +216,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return NO_GPU_EXIT_CODE
     return 0
+
+
+def _resolve_executor(name: str) -> tuple[str, str | None]:
+    """The executor `auto` stands for, and what a reader of the run must know about it: docker
+    when an engine answers; else local, announced before anything runs."""
+    if name != AUTO:
+        return name, (LOCAL_CAVEAT if name == "local" else None)
+    from runner.executors.docker import engine_unreachable_reason
+
+    reason = engine_unreachable_reason()
+    if reason is None:
+        return "docker", None
+    note = f"executor auto chose local: {reason}; {LOCAL_CAVEAT}"
+    banner = "!" * 100
+    log(
+        f"{banner}\n{note}.\nEXECUTOR=docker (--executor docker) requires the engine; "
+        f"`make engine` installs and starts it (root, Debian/Ubuntu).\n{banner}"
+    )
+    return "local", note
 
 
 def _check_writable(folder: Path) -> None:

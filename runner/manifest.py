@@ -34,6 +34,7 @@ class Manifest:
     state: str = "running"  # running, complete, interrupted
     resumed_at: list[str] = field(default_factory=list)
     manifest_version: int = MANIFEST_VERSION
+    executor_note: str | None = None  # e.g. why `auto` ran local, and what that means
 
     def write(self, run_dir: Path) -> None:
         atomic_write_text(run_dir / "manifest.json", json.dumps(asdict(self), indent=2) + "\n")

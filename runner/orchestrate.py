@@ -39,6 +39,8 @@ class RunOptions:
     resume: bool = False
     export: bool = True  # False: the artifacts must already be in artifacts_dir
     env: dict[str, str] = field(default_factory=dict)  # extra environment of every cell
+    # What the run's reader must know about where cells ran (the local executor's caveats).
+    executor_note: str | None = None
     cell_env: dict[str, dict[str, str]] = field(default_factory=dict)  # per cell id
 
     @property
@@ -150,7 +152,13 @@ class MatrixRun:
             existing.resumed_at.append(now())
             existing.state, existing.finished_at = "running", None
             return existing
-        return Manifest(self.opts.run_id, self.matrix.source, self.executor.name, fingerprint())
+        return Manifest(
+            self.opts.run_id,
+            self.matrix.source,
+            self.executor.name,
+            fingerprint(),
+            executor_note=self.opts.executor_note,
+        )
 
     def _export(self, model: str) -> Artifact | str:
         """The model's artifact, or why there is none."""

@@ -45,9 +45,19 @@ def connect() -> docker.DockerClient:
         return client
     except docker.errors.DockerException as exc:
         raise UsageError(
-            f"no reachable Docker engine ({exc}). Start one (e.g. `apt-get install docker.io` "
-            "and `dockerd &`, or `systemctl start docker`), or run with --executor local"
+            f"no reachable Docker engine ({exc}). Start one (`make engine` installs and starts "
+            "it as root on Debian/Ubuntu, or `systemctl start docker`), or run with "
+            "--executor local"
         ) from exc
+
+
+def engine_unreachable_reason() -> str | None:
+    """Why no Docker engine answers here (None when one does), for the `auto` executor."""
+    try:
+        connect().close()
+    except UsageError as exc:
+        return str(exc).split(". Start one")[0]
+    return None
 
 
 class DockerExecutor(Executor):

@@ -160,7 +160,7 @@ def environment(runs: list[Run]) -> list[dict[str, str]]:
                 "memory": f"{host.get('memory_total_gib')} GiB",
                 "os": str(host.get("os")),
                 "gpus": gpus,
-                "executor": str(run.manifest.get("executor")),
+                "executor": _executor(run.manifest),
                 "images": images or "none (local executor)",
                 "frameworks": ", ".join(versions),
                 "started": str(run.manifest.get("started_at")),
@@ -185,6 +185,16 @@ def cpu_warning(runs: list[Run]) -> str | None:
         f"WARNING: these runs come from {len(cpus)} different CPUs ({named}); a difference "
         "between them measures the CPUs as much as the frameworks."
     )
+
+
+def _executor(manifest: dict) -> str:
+    """The executor, with what it means when it is not a container per cell."""
+    name = str(manifest.get("executor"))
+    if note := manifest.get("executor_note"):
+        return f"{name} ({note})"
+    if name == "local":  # runs from before the note was recorded
+        return "local (no container isolation; this environment's framework versions)"
+    return name
 
 
 def markdown(runs: list[Run]) -> str:
