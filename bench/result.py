@@ -16,8 +16,9 @@ from pathlib import Path
 
 from bench import __version__
 from bench.fsutil import atomic_write_text
+from bench.measure.sections import ONE_SLOT_LATENCY
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_PATH = Path(__file__).parent / "schema" / "result.schema.json"
 STATUSES = ("ok", "failed", "skipped", "unsupported")
 
@@ -27,8 +28,45 @@ def _v1_to_v2(doc: dict) -> dict:
     return {**doc, "compute_timing": None, "gpu": None, "schema_version": 2}
 
 
+def _one_round(section: dict | None) -> dict | None:
+    """A version-2 timing section as the one round it was (one process, one time slot)."""
+    if section is None:
+        return None
+    stats = section["stats"]
+    record = {
+        "round": 1,
+        "position": None,
+        "load_ms": section.get("load_ms"),
+        "cold_ms": section.get("cold_ms"),
+        "warmup_iters": section["warmup_iters"],
+        "warmup_s": section["warmup_s"],
+        "measure_s": section["measure_s"],
+        "samples": [0, len(section["samples_ms"])],
+        "stats": stats,
+        "noise": None,
+    }
+    estimate = {
+        "value": stats["median_ms"],
+        "low": stats["median_ci95_low_ms"],
+        "high": stats["median_ci95_high_ms"],
+        "rounds": 1,
+        "method": ONE_SLOT_LATENCY,
+    }
+    return {**section, "rounds": [record], "estimate": estimate}
+
+
+def _v2_to_v3(doc: dict) -> dict:
+    """Version 3 measures in rounds: a version 2 result is a cell of one round."""
+    return {
+        **doc,
+        "timing": _one_round(doc.get("timing")),
+        "compute_timing": _one_round(doc.get("compute_timing")),
+        "schema_version": 3,
+    }
+
+
 # version n -> function upgrading a document of version n to n+1.
-_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2}
+_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 class ResultError(ValueError):

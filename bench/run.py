@@ -11,6 +11,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,10 +21,12 @@ from bench.backends.base import DEVICE_COMPUTE_ONLY, SCOPE_DESCRIPTIONS, Backend
 from bench.backends.cuda import cuda_unavailable_reason
 from bench.cell import Cell
 from bench.errors import DeviceUnavailable, Unsupported
+from bench.faults import slowdown_from_env, slowed
 from bench.measure import parity as parity_mod
 from bench.measure.fingerprint import fingerprint
 from bench.measure.gpu import GpuMonitor
-from bench.measure.stats import achieved_gflops_per_s, summarize, throughput_sps
+from bench.measure.noise import NoiseProbe
+from bench.measure.sections import round_section
 from bench.measure.timing import TimingConfig, TimingRun, time_calls
 from bench.result import CellResult
 
@@ -56,23 +59,32 @@ def _timed_ms(fn: Callable[[], object]) -> float:
 
 
 def _timing_section(
-    scope: str, run: TimingRun, cell: Cell, artifact: Artifact, timing: TimingConfig
+    scope: str,
+    run: TimingRun,
+    cell: Cell,
+    artifact: Artifact,
+    timing: TimingConfig,
+    where: RoundInfo,
+    load_ms: float | None = None,
+    cold_ms: float | None = None,
+    noise: dict | None = None,
 ) -> dict:
-    stats = summarize(run.samples_ms)
-    return {
-        "scope": scope,
-        "scope_description": SCOPE_DESCRIPTIONS[scope],
-        "config": timing.to_dict(),
-        "warmup_iters": run.warmup_iters,
-        "warmup_s": run.warmup_s,
-        "measure_s": run.measure_s,
-        "samples_ms": run.samples_ms,
-        "stats": stats.to_dict(),
-        "throughput_sps": throughput_sps(cell.batch_size, stats.median_ms),
-        "achieved_gflops_per_s": achieved_gflops_per_s(
-            artifact.meta.get("flops_per_sample"), cell.batch_size, stats.median_ms
-        ),
-    }
+    return round_section(
+        scope=scope,
+        scope_description=SCOPE_DESCRIPTIONS[scope],
+        config=timing.to_dict(),
+        samples_ms=run.samples_ms,
+        warmup_iters=run.warmup_iters,
+        warmup_s=run.warmup_s,
+        measure_s=run.measure_s,
+        batch_size=cell.batch_size,
+        flops_per_sample=artifact.meta.get("flops_per_sample"),
+        round_index=where.index,
+        position=where.position,
+        load_ms=load_ms,
+        cold_ms=cold_ms,
+        noise=noise,
+    )
 
 
 def _tier(backend: Backend, cell: Cell) -> str:
@@ -115,16 +127,29 @@ def _parity(backend: Backend, artifact: Artifact, cell: Cell) -> dict:
 
 
 def _measure_own_loop(
-    backend: Backend, artifact: Artifact, cell: Cell, timing: TimingConfig
-) -> tuple[dict, dict, None, dict]:
-    """A backend that runs the cell in its own process: the same phases, measured there."""
+    backend: Backend, artifact: Artifact, cell: Cell, timing: TimingConfig, where: RoundInfo
+) -> tuple[dict, dict, None, dict | None]:
+    """A backend that runs the cell in its own process: the same phases, measured there (its
+    noise telemetry covers that whole process, load included)."""
     backend.load()  # checks and preparation only: the framework's load is timed by the backend
+    probe = NoiseProbe()
     own = backend.run_own_loop(artifact.inputs, timing)
-    parity = _tensor_parity(own.outputs, artifact, _tier(backend, cell))
-    section = _timing_section(backend.timing_scope, own.timing, cell, artifact, timing)
+    noise = probe.report()
+    parity = _tensor_parity(own.outputs, artifact, _tier(backend, cell)) if where.parity else None
+    section = _timing_section(
+        backend.timing_scope,
+        own.timing,
+        cell,
+        artifact,
+        timing,
+        where,
+        own.load_ms,
+        own.cold_ms,
+        noise,
+    )
     runtime = backend.runtime_info()
     runtime["precision_requested"] = cell.precision
-    return runtime, {"load_ms": own.load_ms, "cold_ms": own.cold_ms, **section}, None, parity
+    return runtime, section, None, parity
 
 
 def _measure(
@@ -133,10 +158,11 @@ def _measure(
     cell: Cell,
     timing: TimingConfig,
     monitor: GpuMonitor | None,
-) -> tuple[dict, dict, dict | None, dict]:
+    where: RoundInfo,
+) -> tuple[dict, dict, dict | None, dict | None]:
     """Run the cell's phases in order; returns (runtime, timing, compute timing, parity)."""
     if backend.runs_own_loop:
-        return _measure_own_loop(backend, artifact, cell, timing)
+        return _measure_own_loop(backend, artifact, cell, timing, where)
     load_ms = _timed_ms(backend.load)
     inputs = artifact.inputs
     feed = {
@@ -145,18 +171,24 @@ def _measure(
         )
     }
     cold_ms = _timed_ms(lambda: backend.infer(feed))
-    parity = _parity(backend, artifact, cell)
+    parity = _parity(backend, artifact, cell) if where.parity else None
     if monitor:
         monitor.mark_measure_start()
-    run = time_calls(lambda: backend.infer(feed), timing)
-    timing_section = _timing_section(backend.timing_scope, run, cell, artifact, timing)
-    timing_section = {"load_ms": load_ms, "cold_ms": cold_ms, **timing_section}
+    slowdown = slowdown_from_env(cell.framework)  # a test's fault: 0 otherwise
+    probe = NoiseProbe()
+    run = time_calls(slowed(lambda: backend.infer(feed), slowdown), timing)
+    noise = probe.report()
+    timing_section = _timing_section(
+        backend.timing_scope, run, cell, artifact, timing, where, load_ms, cold_ms, noise
+    )
     compute_section = None
     if backend.has_compute_scope:
         # The same batch, already on the device: the device's work alone, copies excluded.
         backend.stage(feed)
-        compute = time_calls(backend.run_staged, timing)
-        compute_section = _timing_section(DEVICE_COMPUTE_ONLY, compute, cell, artifact, timing)
+        compute = time_calls(slowed(backend.run_staged, slowdown), timing)
+        compute_section = _timing_section(
+            DEVICE_COMPUTE_ONLY, compute, cell, artifact, timing, where
+        )
     if monitor:
         monitor.mark_measure_end()
     runtime = backend.runtime_info()
@@ -164,10 +196,26 @@ def _measure(
     return runtime, timing_section, compute_section, parity
 
 
+@dataclass(frozen=True)
+class RoundInfo:
+    """Which round of its cell a process runs: its index, its position in the round's random
+    order, and whether it checks parity (the first round does; the answers of one build do
+    not change between processes, and a slow cell's parity costs as much as its timing)."""
+
+    index: int = 1
+    position: int | None = None
+    parity: bool = True
+
+
 def run_cell(
-    cell: Cell, artifact: Artifact, timing: TimingConfig, run_id: str | None = None
+    cell: Cell,
+    artifact: Artifact,
+    timing: TimingConfig,
+    run_id: str | None = None,
+    where: RoundInfo | None = None,
 ) -> CellResult:
-    """Run one cell to a result; never raises for what happens inside the cell."""
+    """Run one cell (one round of it) to a result; never raises for what happens inside."""
+    where = where or RoundInfo()
     result = CellResult(
         cell=cell.to_dict(),
         status="ok",
@@ -193,7 +241,7 @@ def run_cell(
     try:
         with entry.load_class()(artifact, cell) as backend:
             result.runtime, result.timing, result.compute_timing, result.parity = _measure(
-                backend, artifact, cell, timing, monitor
+                backend, artifact, cell, timing, monitor, where
             )
     except Unsupported as exc:
         result.status, result.reason = "unsupported", str(exc)

@@ -35,11 +35,37 @@ def test_fixture_per_status_exists():
 def test_a_version_1_result_upgrades_to_one_without_gpu_sections():
     old = json.loads(next(FIXTURES.glob("v1/ok*.json")).read_text())
     new = load_result(next(FIXTURES.glob("v1/ok*.json"))).to_dict()
-    assert (new["schema_version"], new["compute_timing"], new["gpu"]) == (2, None, None)
-    assert {k: v for k, v in new.items() if k not in ("compute_timing", "gpu")} == {
-        **old,
-        "schema_version": 2,
+    assert (new["schema_version"], new["compute_timing"], new["gpu"]) == (3, None, None)
+    assert {k: v for k, v in new.items() if k not in ("compute_timing", "gpu", "timing")} == {
+        **{k: v for k, v in old.items() if k != "timing"},
+        "schema_version": 3,
     }
+
+
+def test_a_version_2_result_upgrades_to_a_cell_of_one_round():
+    old = json.loads(next(FIXTURES.glob("v2/ok*.json")).read_text())
+    new = load_result(next(FIXTURES.glob("v2/ok*.json"))).to_dict()
+    timing, stats = new["timing"], old["timing"]["stats"]
+    assert {k: v for k, v in timing.items() if k not in ("rounds", "estimate")} == old["timing"]
+    (only,) = timing["rounds"]
+    assert only["round"] == 1 and only["stats"] == stats and only["noise"] is None
+    assert only["samples"] == [0, len(old["timing"]["samples_ms"])]
+    estimate = timing["estimate"]
+    assert (estimate["value"], estimate["low"], estimate["high"], estimate["rounds"]) == (
+        stats["median_ms"],
+        stats["median_ci95_low_ms"],
+        stats["median_ci95_high_ms"],
+        1,
+    )
+    assert "one time slot" in estimate["method"]
+
+
+def test_the_version_3_fixture_has_three_rounds_in_one_cell():
+    doc = json.loads(next(FIXTURES.glob("v3/ok*.json")).read_text())
+    rounds = doc["timing"]["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2, 3]
+    assert rounds[-1]["samples"][1] == len(doc["timing"]["samples_ms"])
+    assert doc["timing"]["estimate"]["rounds"] == 3 and doc["parity"]["verdict"] == "pass"
 
 
 def test_round_trip_is_lossless():

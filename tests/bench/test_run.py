@@ -10,6 +10,7 @@ from helpers import QUICK, assert_valid_result_file
 
 from bench.artifact import Artifact
 from bench.cell import Cell
+from bench.errors import UsageError
 from bench.result import write_result
 from bench.run import batch_indices, run_all_inputs, run_cell
 
@@ -101,3 +102,26 @@ def test_run_all_inputs_truncates_the_last_padded_batch(small_artifact):
         b.load()
         out = run_all_inputs(b, small_artifact.inputs, "input", 3)
     assert out["logits"].shape == (8, 1000)
+
+
+def test_the_slow_fault_makes_every_timed_call_slower_by_its_fraction(monkeypatch):
+    import time
+
+    from bench.faults import slowdown_from_env, slowed
+
+    monkeypatch.setenv("DEPLOYBENCH_FAULT", "slow=0.5:onnxruntime")
+    assert slowdown_from_env("onnxruntime") == 0.5 and slowdown_from_env("torch") == 0.0
+    spent = []
+
+    def work():
+        t0 = time.perf_counter_ns()
+        time.sleep(0.01)
+        spent.append(time.perf_counter_ns() - t0)
+
+    call = slowed(work, 0.5)
+    t0 = time.perf_counter_ns()
+    call()
+    assert time.perf_counter_ns() - t0 >= 1.5 * spent[0]
+    monkeypatch.setenv("DEPLOYBENCH_FAULT", "slow=fast")
+    with pytest.raises(UsageError, match="a fraction in"):
+        slowdown_from_env("torch")
