@@ -26,7 +26,7 @@ from pathlib import Path
 from bench.cli import dispatch
 from bench.errors import UsageError
 from runner.executors import EXECUTORS, create_executor
-from runner.matrix import Matrix, load_matrix, profiles
+from runner.matrix import Matrix, load_matrix, profiles, with_round_overrides
 
 NO_GPU_EXIT_CODE = 3
 AUTO = "auto"
@@ -96,6 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not export: use the artifacts already in --artifacts",
     )
+    run.add_argument(
+        "--rounds",
+        type=int,
+        help="run every cell this many times, each in a fresh container or process, in a "
+        "seeded random order within each round (default: the matrix's rounds)",
+    )
+    run.add_argument(
+        "--target-ci",
+        type=float,
+        help="keep adding rounds until every compared ratio's 95%% interval is within "
+        "±this fraction (e.g. 0.02), up to the matrix's max_rounds / time_budget_s",
+    )
+    run.add_argument("--order-seed", type=int, help="seed of the rounds' orders (recorded)")
     run.add_argument("--run-id", help="default: the matrix name and the UTC time")
     run.add_argument("--resume", action="store_true", help="continue the run --run-id")
     run.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
@@ -130,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.05,
         help="a slowdown beyond this fraction is a regression (default 0.05)",
     )
+    compare.add_argument(
+        "--band",
+        type=float,
+        help="practical-equivalence band: a change smaller than this is no change "
+        "(default: the runs' equivalence_band, else 0.02)",
+    )
     sub.add_parser("clean", help="remove containers left behind by interrupted runs")
     sub.add_parser("doctor", help="check the Docker engine, NVIDIA runtime and base images")
     return parser
@@ -137,6 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _matrix(args: argparse.Namespace) -> Matrix:
     matrix = load_matrix(args.matrix)
+    overrides = {
+        key: value
+        for key, value in (
+            ("rounds", getattr(args, "rounds", None)),
+            ("target_ci", getattr(args, "target_ci", None)),
+            ("order_seed", getattr(args, "order_seed", None)),
+        )
+        if value is not None
+    }
+    if overrides:
+        matrix = with_round_overrides(matrix, overrides)
     if args.framework:
         unknown = sorted(set(args.framework) - {c.framework for c in matrix.cells})
         if unknown:
@@ -314,16 +344,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from runner.report.compare import compare_runs, cpu_difference, environment_differences
+    from runner.report.estimates import band_of
     from runner.report.runs import load_run
 
     a, b = load_run(args.run_a), load_run(args.run_b)
     if cpu := cpu_difference(a, b):
         log(f"WARNING: the two runs come from different CPUs ({cpu}): a change is the CPU's too")
-    changes = compare_runs(a, b, args.threshold)
+    band = band_of([a.manifest, b.manifest]) if args.band is None else args.band
+    changes = compare_runs(a, b, args.threshold, band)
     rows = [
         (
             c.key,
-            "-" if c.ratio is None else f"{c.ratio:.3f}",
+            "-" if c.ratio is None else f"{c.ratio:.3f}{'*' if c.one_slot else ''}",
             "-" if c.low is None else f"[{c.low:.3f}, {c.high:.3f}]",
             c.verdict,
             "REGRESSION" if c.regression else "",
@@ -331,7 +363,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
         for c in changes
     ]
-    print(f"B = {b.run_id} against A = {a.run_id} (ratio of medians B/A, bootstrap 95% CI)")
+    print(
+        f"B = {b.run_id} against A = {a.run_id}: ratio of latencies B/A with its 95% interval "
+        f"over rounds (Welch); a change only beyond ±{band:.0%}"
+    )
     print(
         tabulate(
             rows,
@@ -340,6 +375,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
             disable_numparse=True,
         )
     )
+    if any(c.one_slot for c in changes):
+        print(
+            "* a run with one round: the interval is a bootstrap of its iterations and covers "
+            "one time slot only, not the variation between runs; measure with --rounds 5"
+        )
     differences = environment_differences(a, b)
     if differences:
         print("\nthe environments differ, so part of any change is the host's:")

@@ -35,6 +35,8 @@ class Manifest:
     resumed_at: list[str] = field(default_factory=list)
     manifest_version: int = MANIFEST_VERSION
     executor_note: str | None = None  # e.g. why `auto` ran local, and what that means
+    # The round plan and what happened: orders per round, rounds completed, why it stopped.
+    rounds: dict = field(default_factory=dict)
 
     def write(self, run_dir: Path) -> None:
         atomic_write_text(run_dir / "manifest.json", json.dumps(asdict(self), indent=2) + "\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,13 @@ from bench.backends import BACKENDS
 from bench.cell import DEVICES, PRECISIONS, Cell, default_threads
 from bench.errors import UsageError
 from bench.export import EXPORTERS, ExportSpec
+from bench.measure.rounds import DEFAULT_EQUIVALENCE_BAND
 from bench.measure.timing import TimingConfig
 from bench.models import MODELS, is_onnx_model
+from runner.rounds import RoundPlan
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
+DEFAULT_MAX_ROUNDS = 20  # with target_ci and no max_rounds
 AXES = {
     "models": "model",
     "frameworks": "framework",
@@ -40,6 +43,15 @@ TIMING_KEYS = {
     "max_seconds": "max_s",
 }
 EXPORT_KEYS = ("weights", "seed", "opset", "exporter", "images")
+# How often every cell runs, in fresh processes, and how the report tells speeds apart.
+ROUND_KEYS = (
+    "rounds",
+    "target_ci",
+    "max_rounds",
+    "time_budget_s",
+    "order_seed",
+    "equivalence_band",
+)
 TOP_KEYS = (
     *AXES,
     "name",
@@ -51,6 +63,7 @@ TOP_KEYS = (
     "export",
     "framework_options",
     "exclude",
+    *ROUND_KEYS,
 )
 
 
@@ -74,6 +87,8 @@ class Matrix:
     memory_limit: str
     cell_timeout_s: float
     source: dict[str, Any] = field(repr=False, default_factory=dict)
+    round_plan: RoundPlan = field(default_factory=RoundPlan)
+    equivalence_band: float = DEFAULT_EQUIVALENCE_BAND
 
     def export_spec(self, model: str) -> ExportSpec:
         return ExportSpec(model=model, **self.export_settings)
@@ -221,6 +236,41 @@ def _check_settings(doc: dict, check: _Checker) -> tuple[TimingConfig | None, di
     return timing, {k: v for k, v in export_doc.items() if k in EXPORT_KEYS}, threads
 
 
+def _number(doc: dict, key: str, check: _Checker, integer: bool, low: float, high: float) -> Any:
+    """An optional number in [low, high] (an integer where asked); None when absent."""
+    value = doc.get(key)
+    if value is None:
+        return None
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+        what = "an integer" if integer else "a number"
+        check.add((key,), f"must be {what} in [{low:g}, {high:g}], not {value!r}")
+        return None
+    return value
+
+
+def check_rounds(doc: dict, check: _Checker) -> tuple[RoundPlan, float]:
+    """The round plan and the equivalence band from a matrix document (or CLI overrides)."""
+    rounds = _number(doc, "rounds", check, True, 1, 1000) or 1
+    target = _number(doc, "target_ci", check, False, 1e-4, 0.5)
+    max_rounds = _number(doc, "max_rounds", check, True, 2, 1000)
+    if max_rounds is not None and max_rounds < rounds:
+        check.add(("max_rounds",), f"must be at least rounds ({rounds}), not {max_rounds}")
+    if target is not None and max_rounds is None:
+        max_rounds = max(rounds, DEFAULT_MAX_ROUNDS)
+    if target is None and (max_rounds is not None or "time_budget_s" in doc):
+        check.add(("target_ci",), "max_rounds and time_budget_s apply with target_ci only")
+    plan = RoundPlan(
+        rounds=rounds,
+        seed=_number(doc, "order_seed", check, True, 0, 2**63),
+        target_ci=target,
+        max_rounds=max_rounds,
+        time_budget_s=_number(doc, "time_budget_s", check, False, 1, 10**7),
+    )
+    band = _number(doc, "equivalence_band", check, False, 0, 0.5)
+    return plan, DEFAULT_EQUIVALENCE_BAND if band is None else float(band)
+
+
 def option_variants(
     options: dict[str, Any] | list[dict[str, Any]],
 ) -> list[tuple[tuple[str, str], ...]]:
@@ -259,6 +309,7 @@ def parse_matrix(text: str, source: str = "<matrix>") -> Matrix:
     axes = _check_axes(doc, check)
     rules = _check_excludes(doc, check)
     timing, export_settings, threads = _check_settings(doc, check)
+    plan, band = check_rounds(doc, check)
     if check.problems:
         raise MatrixError(source, check.problems)
 
@@ -281,7 +332,20 @@ def parse_matrix(text: str, source: str = "<matrix>") -> Matrix:
         memory_limit=str(doc.get("memory_limit", "8g")),
         cell_timeout_s=float(doc.get("cell_timeout_s", 1800)),
         source=doc,
+        round_plan=plan,
+        equivalence_band=band,
     )
+
+
+def with_round_overrides(matrix: Matrix, overrides: dict[str, Any]) -> Matrix:
+    """The matrix with round settings from the command line (validated as the file's are,
+    and written into its source, which the manifest records)."""
+    source = {**matrix.source, **overrides}
+    check = _Checker({})
+    plan, band = check_rounds(source, check)
+    if check.problems:
+        raise MatrixError("(command line)", check.problems)
+    return replace(matrix, round_plan=plan, equivalence_band=band, source=source)
 
 
 def profiles() -> list[str]:

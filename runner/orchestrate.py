@@ -10,10 +10,12 @@ every result that is still valid for the same image, artifact and cell.
 from __future__ import annotations
 
 import os
+import random
 import re
+import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.artifact import Artifact, find_artifact
@@ -24,6 +26,7 @@ from bench.result import CellResult, ResultError, load_result, write_result
 from runner.executors.base import CellJob, Executor, ExportJob, Outcome
 from runner.manifest import Manifest, now
 from runner.matrix import Matrix
+from runner.rounds import merge_cell_rounds, stop_reason
 
 LOG_TAIL_CHARS = 4000
 EXPORT_TIMEOUT_S = 3600.0
@@ -140,6 +143,7 @@ class MatrixRun:
         self.cells_dir = opts.run_dir / "cells"
         self.logs_dir = opts.run_dir / "logs"
         self.cpus = run_cpus(matrix.threads)
+        self.plan = matrix.round_plan
 
     def _open_manifest(self) -> Manifest:
         existing = Manifest.read(self.opts.run_dir)
@@ -177,6 +181,13 @@ class MatrixRun:
         except ArtifactError as exc:
             return str(exc)
 
+    def _round_paths(self, cell: Cell, index: int) -> tuple[Path, Path]:
+        """(result, log) of one round of a cell: with one round, the cell's own files."""
+        log = self.logs_dir / (f"{cell.id}.log" if index == 1 else f"{cell.id}.r{index}.log")
+        if not self.plan.multi:
+            return self.cells_dir / f"{cell.id}.json", log
+        return self.opts.run_dir / "rounds" / cell.id / f"r{index}.json", log
+
     def _reusable(self, cell: Cell, path: Path, artifact: Artifact | str) -> CellResult | None:
         if not (self.opts.resume and path.is_file()):
             return None
@@ -193,9 +204,11 @@ class MatrixRun:
         )
         return old if same else None
 
-    def _run_cell(self, cell: Cell, artifact: Artifact | str) -> CellResult:
-        path = self.cells_dir / f"{cell.id}.json"
-        log_path = self.logs_dir / f"{cell.id}.log"
+    def _run_cell(
+        self, cell: Cell, artifact: Artifact | str, index: int = 1, position: int | None = None
+    ) -> CellResult:
+        path, log_path = self._round_paths(cell, index)
+        path.parent.mkdir(parents=True, exist_ok=True)
         if cell.device == "cuda" and self.executor.gpu_reason:
             return _synthesized(
                 cell,
@@ -218,6 +231,8 @@ class MatrixRun:
             memory_limit=self.matrix.memory_limit,
             cpus=self.cpus,
             env={**self.opts.env, **self.opts.cell_env.get(cell.id, {})},
+            # Parity once per cell, in its first round: the answers do not change between runs.
+            round={"index": index, "position": position, "parity": index == 1},
         )
         outcome = self.executor.run(job)
         if path.is_file() and not outcome.timed_out:
@@ -232,6 +247,69 @@ class MatrixRun:
         return _synthesized(
             cell, status, reason, self.opts.run_id, artifact, _tail(log_path), outcome
         )
+
+    def _rounds(
+        self, artifacts: dict[str, Artifact | str], summary: RunSummary
+    ) -> dict[str, CellResult]:
+        """Every round of the plan, each cell in a fresh process or container, in each round's
+        seeded order; the cell's merged result rewritten after each of its rounds."""
+        cells = self.matrix.cells
+        # The order seed: the matrix's, else the one a resumed run drew, else a fresh one.
+        seed = self.plan.seed
+        if seed is None:
+            seed = self.manifest.rounds.get("order_seed")
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+        plan = self.plan = replace(self.plan, seed=seed)
+        rounds: dict[str, list[CellResult]] = {c.id: [] for c in cells}
+        merged: dict[str, CellResult] = {}
+        record = self.manifest.rounds = {
+            "requested": plan.rounds,
+            "target_ci": plan.target_ci,
+            "max_rounds": plan.max_rounds,
+            "time_budget_s": plan.time_budget_s,
+            "order_seed": plan.seed,
+            "orders": {},
+            "completed": 0,
+            "stopped_by": None,
+        }
+        started = time.monotonic()
+        for index in range(1, plan.limit + 1):
+            order = plan.order(_active(cells, rounds, index), index)
+            record["orders"][str(index)] = [c.id for c, _ in order]
+            for i, (cell, position) in enumerate(order, 1):
+                tag = f"round {index}/{plan.limit} " if plan.multi else ""
+                path, _ = self._round_paths(cell, index)
+                result = self._reusable(cell, path, artifacts[cell.model])
+                note = " (kept from the earlier attempt)" if result else ""
+                if result:
+                    summary.reused += 1
+                else:
+                    self.log(f"[{tag}{i}/{len(order)}] {cell.id} ...")
+                    result = self._run_cell(cell, artifacts[cell.model], index, position)
+                    write_result(result, path)  # idempotent for a result the cell wrote itself
+                rounds[cell.id].append(result)
+                merged[cell.id] = merge_cell_rounds(rounds[cell.id])
+                if plan.multi:
+                    write_result(merged[cell.id], self.cells_dir / f"{cell.id}.json")
+                self.manifest.cells[cell.id] = {
+                    "status": merged[cell.id].status,
+                    "result": f"cells/{cell.id}.json",
+                    "log": f"logs/{cell.id}.log",
+                    "rounds": len(rounds[cell.id]),
+                }
+                self.manifest.write(self.opts.run_dir)
+                self.log(f"[{tag}{i}/{len(order)}] {cell.id}: {_progress_word(result)}{note}")
+            record["completed"] = index
+            why = stop_reason(plan, index, list(merged.values()), time.monotonic() - started)
+            if why:
+                record["stopped_by"] = why
+                break
+        # Matrix order, whatever order the rounds ran in: reports list cells this way.
+        listed = self.manifest.cells
+        self.manifest.cells = {c.id: listed[c.id] for c in cells if c.id in listed}
+        self.manifest.write(self.opts.run_dir)
+        return merged
 
     def run(self) -> RunSummary:
         self.cells_dir.mkdir(parents=True, exist_ok=True)
@@ -265,25 +343,8 @@ class MatrixRun:
                 m: (a.key if isinstance(a, Artifact) else {"error": a})
                 for m, a in artifacts.items()
             }
-            total = len(self.matrix.cells)
-            for i, cell in enumerate(self.matrix.cells, 1):
-                path = self.cells_dir / f"{cell.id}.json"
-                result = self._reusable(cell, path, artifacts[cell.model])
-                note = " (kept from the earlier attempt)" if result else ""
-                if result:
-                    summary.reused += 1
-                else:
-                    self.log(f"[{i}/{total}] {cell.id} ...")
-                    result = self._run_cell(cell, artifacts[cell.model])
-                    write_result(result, path)  # idempotent for a result the cell wrote itself
-                summary.results.append(result)
-                self.manifest.cells[cell.id] = {
-                    "status": result.status,
-                    "result": f"cells/{cell.id}.json",
-                    "log": f"logs/{cell.id}.log",
-                }
-                self.manifest.write(self.opts.run_dir)
-                self.log(f"[{i}/{total}] {cell.id}: {_progress_word(result)}{note}")
+            merged = self._rounds(artifacts, summary)
+            summary.results = [merged[c.id] for c in self.matrix.cells]
             self.manifest.state = "complete"
         except KeyboardInterrupt:
             self.manifest.state = "interrupted"
@@ -295,9 +356,19 @@ class MatrixRun:
         return summary
 
 
+def _active(cells: list[Cell], rounds: dict[str, list[CellResult]], index: int) -> list[Cell]:
+    """The cells that run in round `index`: every cell in the first; afterwards those whose
+    rounds all ended ok (a cell that failed, or cannot run, is not run again)."""
+    if index == 1:
+        return list(cells)
+    return [c for c in cells if rounds[c.id] and all(r.status == "ok" for r in rounds[c.id])]
+
+
 def _progress_word(result: CellResult) -> str:
     if result.status != "ok":
         return f"{result.status.upper()}: {(result.reason or '').splitlines()[0][:200]}"
     stats = result.timing["stats"]
+    if result.parity is None:  # a later round: parity was checked in the first
+        return f"ok, median {stats['median_ms']:.3f} ms"
     parity = "parity pass" if result.parity_passed else "PARITY FAIL"
     return f"ok, median {stats['median_ms']:.3f} ms, {parity}"

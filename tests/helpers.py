@@ -133,3 +133,42 @@ def emulated_python(cpu: str) -> tuple[list[str], dict[str, str]]:
         pytest.skip(message)
     model, flags = EMULATED_CPUS[cpu]
     return [qemu, "-cpu", model, sys.executable], {**os.environ, "DEPLOYBENCH_CPU_FLAGS": flags}
+
+
+def result_with_rounds(
+    framework: str,
+    precision: str,
+    medians: list[float],
+    verdict: str,
+    run_id: str | None = None,
+):
+    """A real ok result (the v3 fixture) whose rounds had these medians (five identical
+    iterations each): hand-made round data for the statistics of reports and compare."""
+    from bench.measure.sections import merge_rounds, round_section
+    from bench.result import SCHEMA_VERSION, load_result
+
+    fixtures = Path(__file__).parent / "fixtures" / "results" / f"v{SCHEMA_VERSION}"
+    r = load_result(next(fixtures.glob("ok*.json")))
+    r.cell = {**r.cell, "framework": framework, "precision": precision, "batch_size": 1}
+    r.run_id = run_id if run_id is not None else r.run_id
+    rounds = [
+        round_section(
+            scope="host_end_to_end",
+            scope_description="test",
+            config=r.timing["config"],
+            samples_ms=[m] * 5,
+            warmup_iters=1,
+            warmup_s=0.1,
+            measure_s=0.1,
+            batch_size=1,
+            flops_per_sample=None,
+            round_index=i,
+            load_ms=1.0,
+            cold_ms=1.0,
+        )
+        for i, m in enumerate(medians, 1)
+    ]
+    r.timing = merge_rounds(rounds, 1, None)
+    r.parity = {**r.parity, "verdict": verdict, "top1_agreement": 1.0 if verdict == "pass" else 0.5}
+    validate(r.to_dict())
+    return r

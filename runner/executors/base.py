@@ -38,6 +38,8 @@ class CellJob:
     memory_limit: str
     cpus: tuple[int, ...]
     env: dict[str, str] = field(default_factory=dict)
+    # Which round of the cell this is (bench.run.RoundInfo's fields: index, position, parity).
+    round: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -76,6 +78,7 @@ def cell_document(job: CellJob, artifact: str, out: str) -> str:
             "artifact": artifact,
             "out": out,
             "run_id": job.run_id,
+            "round": job.round,
         },
         indent=2,
     )

@@ -1,41 +1,30 @@
-"""Run-to-run comparison: per cell, the ratio of medians with a bootstrap confidence interval.
+"""Run-to-run comparison on round-level data: per cell, the ratio of the two runs' latencies
+B/A with its 95% interval, and a verdict.
 
-A cell is `slower` or `faster` only when the 95% interval of the ratio B/A excludes 1, and a
-`regression` when it is slower by more than the threshold (the interval's lower bound above
-1 + threshold), so noise between two runs of the same code reads as `no significant change`.
-Parity verdicts that changed are listed too, and differences between the two environments
-are stated, since a comparison across hosts measures the hosts as much as the code.
+With several rounds per run, each round's median is one observation of the cell's speed in one
+time slot, and the ratio's interval is Welch's on the log round medians (bench.measure.rounds):
+the variance between time slots, which is what differs between two runs of identical code, is
+in it. With one round on a side, only that round's iterations are there: the interval is a
+bootstrap of them, which covers one time slot, and compare says so. A cell is `slower` or
+`faster` only when the whole interval lies beyond the equivalence band (±2% by default), and a
+`regression` when it is slower with the interval's lower end above 1 + threshold; so noise
+between two runs of the same code reads as `no significant change`. Parity verdicts that
+changed are listed, and differences between the environments are stated, since a comparison
+across hosts measures the hosts as much as the code.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from bench.measure.cpu_id import describe as describe_cpu
 from bench.measure.cpu_id import identity_key
+from bench.measure.rounds import DEFAULT_EQUIVALENCE_BAND, compare_ratio
+from runner.report.estimates import rounds_of, time_ratio
 from runner.report.runs import Run
 from runner.report.tables import label
 
-BOOTSTRAP_RESAMPLES = 2000
-
-
-def bootstrap_ratio_ci(
-    a: np.ndarray,
-    b: np.ndarray,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = 0,
-    alpha: float = 0.05,
-) -> tuple[float, float, float]:
-    """(median(b)/median(a), lower, upper): percentile bootstrap, both samples resampled."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    rng = np.random.default_rng(seed)
-    med_a = np.median(rng.choice(a, (resamples, a.size)), axis=1)
-    med_b = np.median(rng.choice(b, (resamples, b.size)), axis=1)
-    ratios = med_b / med_a
-    low, high = np.quantile(ratios, [alpha / 2, 1 - alpha / 2])
-    return float(np.median(b) / np.median(a)), float(low), float(high)
+VERDICTS = {"faster": "faster", "slower": "slower", "tie": "no significant change"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +36,7 @@ class CellChange:
     verdict: str  # faster, slower, no significant change, or what is missing
     regression: bool
     parity_change: str | None
+    one_slot: bool = False  # a side had one round: the interval covers one time slot
 
 
 def _key(cell: dict) -> str:
@@ -55,7 +45,9 @@ def _key(cell: dict) -> str:
     )
 
 
-def compare_runs(a: Run, b: Run, threshold: float = 0.05) -> list[CellChange]:
+def compare_runs(
+    a: Run, b: Run, threshold: float = 0.05, band: float = DEFAULT_EQUIVALENCE_BAND
+) -> list[CellChange]:
     """Every cell of either run, matched by model, framework+options, device, precision, batch."""
     cells_a = {_key(r.cell): r for r in a.results}
     cells_b = {_key(r.cell): r for r in b.results}
@@ -82,18 +74,19 @@ def compare_runs(a: Run, b: Run, threshold: float = 0.05) -> list[CellChange]:
                 )
             )
             continue
-        ratio, low, high = bootstrap_ratio_ci(ra.timing["samples_ms"], rb.timing["samples_ms"])
-        verdict = "slower" if low > 1 else "faster" if high < 1 else "no significant change"
+        ratio = time_ratio(ra, rb, paired=False)
+        verdict = VERDICTS[compare_ratio(ratio, band).word]
         va, vb = ra.parity["verdict"], rb.parity["verdict"]
         changes.append(
             CellChange(
                 key,
-                ratio,
-                low,
-                high,
+                ratio.value,
+                ratio.low,
+                ratio.high,
                 verdict,
-                low > 1 + threshold,
+                verdict == "slower" and ratio.low > 1 + threshold,
                 None if va == vb else f"parity {va} -> {vb}",
+                min(rounds_of(ra), rounds_of(rb)) < 2,
             )
         )
     return changes

@@ -1,8 +1,10 @@
 """The report's plots (matplotlib, headless), each saved as PNG and SVG.
 
-- latency: median latency per framework, one panel per device and model, with the 95% CI of
-  the median as error bars;
-- speedup: median speed-up over PyTorch eager fp32 of the same model, device and batch;
+- latency: each cell's latency estimate, one panel per device and model, with its 95% interval
+  (across rounds) as error bars;
+- speedup: speed-up over PyTorch eager fp32 of the same run, model, device and batch, with its
+  interval (paired by round);
+- rounds: every round's median of every cell (a strip: how much the time slots differ);
 - distribution: every measured latency of every cell (box plot: the spread, not just the median);
 - throughput: samples/s against batch size, when the matrix has several batch sizes;
 - parity: worst relative L2 error per framework and model (log scale heat map).
@@ -53,15 +55,14 @@ def latency(results: list[CellResult], out: Path) -> list[Path]:
     grouped = [(k, g) for k, g in grouped if g]
     fig, axes = _panels(len(grouped))
     for ax, ((device, model), group) in zip(axes, grouped, strict=True):
-        med = [r.timing["stats"]["median_ms"] for r in group]
-        low = [m - r.timing["stats"]["median_ci95_low_ms"] for m, r in zip(med, group, strict=True)]
-        high = [
-            r.timing["stats"]["median_ci95_high_ms"] - m for m, r in zip(med, group, strict=True)
-        ]
+        est = [r.timing["estimate"] for r in group]
+        med = [e["value"] for e in est]
+        low = [e["value"] - e["low"] for e in est]
+        high = [e["high"] - e["value"] for e in est]
         x = np.arange(len(group))
         ax.bar(x, med, yerr=[low, high], capsize=4, color="#4c72b0")
         ax.set_xticks(x, [_cell_name(r) for r in group], fontsize=7)
-        ax.set_ylabel("median latency, ms (95% CI)")
+        ax.set_ylabel("latency, ms (95% interval over rounds)")
         ax.set_title(f"{model} on {device}")
     return _save(fig, out, "latency")
 
@@ -75,16 +76,51 @@ def speedups(results: list[CellResult], out: Path) -> list[Path]:
             grouped.append((key, pairs))
     if not grouped:
         return []
+    colours = {"faster": "#55a868", "slower": "#c44e52", "tie": "#999999"}
     fig, axes = _panels(len(grouped))
     for ax, ((device, model), pairs) in zip(axes, grouped, strict=True):
         x = np.arange(len(pairs))
-        values = [s for _, s in pairs]
-        ax.bar(x, values, color=["#55a868" if s >= 1 else "#c44e52" for s in values])
+        ups = [s for _, s in pairs]
+        values = [s.value for s in ups]
+        errors = [[s.value - s.low for s in ups], [s.high - s.value for s in ups]]
+        ax.bar(
+            x,
+            values,
+            yerr=errors,
+            capsize=4,
+            color=[colours[s.verdict.word] for s in ups],
+        )
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_xticks(x, [_cell_name(r) for r, _ in pairs], fontsize=7)
         ax.set_ylabel("speed-up over PyTorch eager fp32")
         ax.set_title(f"{model} on {device}")
     return _save(fig, out, "speedup")
+
+
+def rounds(results: list[CellResult], out: Path) -> list[Path]:
+    """Each round's median per cell, as dots: the spread between time slots that the
+    intervals are made of (red: a round flagged noisy)."""
+    grouped = [(k, [r for r in g if r.status == "ok"]) for k, g in groups(results).items()]
+    grouped = [(k, g) for k, g in grouped if g]
+    fig, axes = _panels(len(grouped))
+    for ax, ((device, model), group) in zip(axes, grouped, strict=True):
+        for i, r in enumerate(group):
+            records = r.timing.get("rounds", [])
+            y = [rec["stats"]["median_ms"] for rec in records]
+            noisy = [(rec.get("noise") or {}).get("noisy", False) for rec in records]
+            jitter = np.linspace(-0.15, 0.15, len(y)) if len(y) > 1 else [0.0]
+            ax.scatter(
+                i + np.asarray(jitter),
+                y,
+                s=14,
+                color=["#c44e52" if n else "#4c72b0" for n in noisy],
+            )
+            ax.hlines(r.timing["estimate"]["value"], i - 0.3, i + 0.3, color="black", lw=1)
+        ax.set_xticks(range(len(group)), [_cell_name(r) for r in group], fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel("median of each round, ms (line: estimate)")
+        ax.set_title(f"{model} on {device}")
+    return _save(fig, out, "rounds")
 
 
 def distribution(results: list[CellResult], out: Path) -> list[Path]:
@@ -161,7 +197,7 @@ def parity(results: list[CellResult], out: Path) -> list[Path]:
     return _save(fig, out, "parity")
 
 
-PLOTS = (latency, speedups, distribution, throughput, parity)
+PLOTS = (latency, speedups, rounds, distribution, throughput, parity)
 
 
 def all_plots(results: list[CellResult], out: Path) -> list[Path]:

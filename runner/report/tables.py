@@ -1,5 +1,11 @@
 """The tables of a report, as rows of strings; report.md, report.html, results.csv and the
-terminal summary at the end of a run all come from here."""
+terminal summary at the end of a run all come from here.
+
+Latencies are run-level estimates (runner/report/estimates.py): over rounds when a run has
+several, else one round's iterations, marked. A speed-up is computed within its own run, paired
+by round, with its interval and a verdict; "faster" or "slower" only when the whole interval
+lies beyond the equivalence band, a tie otherwise. Rankings use the same verdicts.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +13,20 @@ from collections.abc import Iterable
 
 from tabulate import tabulate
 
+from bench.measure.rounds import DEFAULT_EQUIVALENCE_BAND, compare_ratio
 from bench.result import CellResult
+from runner.report import estimates
 
 MAIN_HEADERS = (
     "framework",
     "precision",
     "batch",
     "median ms [95% CI]",
+    "rounds",
     "p90 ms",
     "p99 ms",
     "samples/s",
-    "vs torch",
+    "vs torch [95% CI]",
     "parity",
     "worst rel L2",
     "top-1",
@@ -50,6 +59,8 @@ def notes(result: CellResult) -> str:
     gpu = result.gpu or {}
     if gpu.get("clocks_dropped"):
         out.append(f"CLOCKS DROPPED ({gpu.get('clock_note')})")
+    if result.timing and (noisy := estimates.noisy_rounds(result)):
+        out.append(f"NOISY ({noisy} of {estimates.rounds_of(result)} rounds)")
     return ", ".join(out)
 
 
@@ -67,33 +78,49 @@ def headers(device: str) -> tuple[str, ...]:
     )
 
 
-def _median_ci(stats: dict) -> str:
-    return (
-        f"{stats['median_ms']:.3f} "
-        f"[{stats['median_ci95_low_ms']:.3f}, {stats['median_ci95_high_ms']:.3f}]"
-    )
+def _latency_ci(section: dict) -> str:
+    """A section's latency estimate with its interval; * marks one round's interval, which
+    covers one time slot only."""
+    e = section["estimate"]
+    one_slot = "*" if e["rounds"] < 2 else ""
+    return f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]{one_slot}"
 
 
-def reference_median(result: CellResult, results: Iterable[CellResult]) -> float | None:
-    """Median of PyTorch eager fp32 for the same model, device and batch (no options)."""
+def reference(result: CellResult, results: Iterable[CellResult]) -> CellResult | None:
+    """PyTorch eager fp32 of the same model, device and batch (no options), in the same run:
+    a speed-up is computed within its run."""
     c = result.cell
     for ref in results:
         rc = ref.cell
         if (
             ref.status == "ok"
+            and ref.run_id == result.run_id
             and rc["framework"] == "torch"
             and rc["precision"] == "fp32"
             and not rc["options"]
             and (rc["model"], rc["device"], rc["batch_size"])
             == (c["model"], c["device"], c["batch_size"])
         ):
-            return ref.timing["stats"]["median_ms"]
+            return ref
     return None
 
 
-def speedup(result: CellResult, results: list[CellResult]) -> float | None:
-    ref = reference_median(result, results)
-    return ref / result.timing["stats"]["median_ms"] if ref else None
+def speedup(
+    result: CellResult, results: list[CellResult], band: float = DEFAULT_EQUIVALENCE_BAND
+) -> estimates.Speedup | None:
+    """The cell's speed-up over its run's PyTorch eager fp32 cell, with interval and verdict."""
+    ref = reference(result, results)
+    return estimates.speedup(ref, result, band) if ref else None
+
+
+def _speedup_text(up: estimates.Speedup | None, is_reference: bool) -> str:
+    if up is None:
+        return "-"
+    if is_reference:
+        return "1.00x"
+    word = {"faster": "faster", "slower": "slower", "tie": "tie"}[up.verdict.word]
+    star = "*" if up.one_slot else ""
+    return f"{up.value:.2f}x [{up.low:.2f}, {up.high:.2f}]{star} {word}"
 
 
 def groups(results: list[CellResult]) -> dict[tuple[str, str], list[CellResult]]:
@@ -104,9 +131,17 @@ def groups(results: list[CellResult]) -> dict[tuple[str, str], list[CellResult]]
     return out
 
 
-def main_row(r: CellResult, results: list[CellResult]) -> tuple[str, ...]:
-    s, p = r.timing["stats"], r.parity
-    up = speedup(r, results)
+def _rounds_text(r: CellResult) -> str:
+    n, noisy = estimates.rounds_of(r), estimates.noisy_rounds(r)
+    return f"{n} ({noisy} noisy)" if noisy else str(n)
+
+
+def main_row(
+    r: CellResult, results: list[CellResult], band: float = DEFAULT_EQUIVALENCE_BAND
+) -> tuple[str, ...]:
+    p = r.parity
+    up = speedup(r, results, band)
+    is_reference = up is not None and reference(r, results) is r
     detection = p.get("kind") == "detection"  # its metrics have a table of their own
     top1 = "-" if detection or p["top1_agreement"] is None else f"{p['top1_agreement']:.3f}"
     gflops = r.timing.get("achieved_gflops_per_s")
@@ -115,19 +150,20 @@ def main_row(r: CellResult, results: list[CellResult]) -> tuple[str, ...]:
         compute = r.compute_timing
         peak = (r.gpu or {}).get("peak_memory_mib")
         gpu_columns = (
-            "-" if compute is None else _median_ci(compute["stats"]),
+            "-" if compute is None else _latency_ci(compute),
             "-" if peak is None else f"{peak:.0f}",
         )
     return (
         label(r.cell),
         r.cell["precision"],
         str(r.cell["batch_size"]),
-        _median_ci(s),
+        _latency_ci(r.timing),
         *gpu_columns,
-        f"{s['p90_ms']:.3f}",
-        f"{s['p99_ms']:.3f}",
+        _rounds_text(r),
+        estimates.tail(r, "p90_ms"),
+        estimates.tail(r, "p99_ms"),
         f"{r.timing['throughput_sps']:.1f}",
-        "-" if up is None else f"{up:.2f}x",
+        _speedup_text(up, is_reference),
         "pass" if p["verdict"] == "pass" else "FAIL",
         "-" if detection else f"{p['worst_rel_l2']:.1e}",
         top1,
@@ -136,50 +172,98 @@ def main_row(r: CellResult, results: list[CellResult]) -> tuple[str, ...]:
     )
 
 
-def main_rows(group: list[CellResult], results: list[CellResult]) -> list[tuple[str, ...]]:
-    return [main_row(r, results) for r in group if r.status == "ok"]
+def main_rows(
+    group: list[CellResult],
+    results: list[CellResult],
+    band: float = DEFAULT_EQUIVALENCE_BAND,
+    with_run: bool = False,
+) -> list[tuple[str, ...]]:
+    """The main table's rows; `with_run` (merged runs) puts each row's run first."""
+    rows = [main_row(r, results, band) for r in group if r.status == "ok"]
+    if with_run:
+        ok = [r for r in group if r.status == "ok"]
+        rows = [(str(r.run_id), *row) for r, row in zip(ok, rows, strict=True)]
+    return rows
+
+
+LEGEND = (
+    "median: over rounds (the geometric mean of each round's median; 95% interval across "
+    "rounds); * marks an interval from one round's iterations, which covers one time slot "
+    "only. vs torch: speed-up over PyTorch eager fp32 of the same run, computed within each "
+    "round; faster or slower only when the whole interval lies beyond ±{band:.0%}, else tie. "
+    "p90/p99: only with at least {p90} / {p99} iterations."
+)
+
+
+def legend(band: float) -> str:
+    return LEGEND.format(
+        band=band, p90=estimates.MIN_SAMPLES["p90_ms"], p99=estimates.MIN_SAMPLES["p99_ms"]
+    )
 
 
 BEST_HEADERS = (
     "batch",
     "framework",
     "fastest passing config",
-    "median ms",
+    "median ms [95% CI]",
     "samples/s",
     "top-1",
+    "vs the leader [95% CI]",
     "",
 )
 
 
-def best_rows(group: list[CellResult]) -> list[tuple[str, ...]]:
+def _best_per_framework(group: list[CellResult], batch: int) -> list[CellResult]:
+    """Each framework's fastest cell of this batch whose parity passes, fastest first."""
+    best: dict[str, CellResult] = {}
+    for r in group:
+        if r.status != "ok" or r.cell["batch_size"] != batch or not r.parity_passed:
+            continue
+        current = best.get(r.cell["framework"])
+        if current is None or estimates.latency(r).value < estimates.latency(current).value:
+            best[r.cell["framework"]] = r
+    return sorted(best.values(), key=lambda r: estimates.latency(r).value)
+
+
+def best_rows(
+    group: list[CellResult], band: float = DEFAULT_EQUIVALENCE_BAND
+) -> list[tuple[str, ...]]:
     """Per batch size: each framework's fastest cell whose parity passes (any precision or
-    option), fastest first; the first row of each batch is the winner. A faster cell that
-    changes the answers is not a configuration anyone could ship, so it is left out."""
+    option), fastest first. The leader is `fastest` only when it is faster than every other
+    framework beyond the equivalence band; a framework it cannot be told apart from is `tied
+    for fastest`. A faster cell that changes the answers is not a configuration anyone could
+    ship, so it is left out."""
     rows = []
     for batch in sorted({r.cell["batch_size"] for r in group}):
-        best: dict[str, CellResult] = {}
-        for r in group:
-            if r.status != "ok" or r.cell["batch_size"] != batch or not r.parity_passed:
-                continue
-            current = best.get(r.cell["framework"])
-            if (
-                current is None
-                or r.timing["stats"]["median_ms"] < current.timing["stats"]["median_ms"]
-            ):
-                best[r.cell["framework"]] = r
-        ranked = sorted(best.values(), key=lambda r: r.timing["stats"]["median_ms"])
+        ranked = _best_per_framework(group, batch)
+        if not ranked:
+            continue
+        leader = ranked[0]
+        ties = {
+            id(r)
+            for r in ranked[1:]
+            if compare_ratio(estimates.time_ratio(leader, r), band).word == "tie"
+        }
         for i, r in enumerate(ranked):
             top1 = (r.parity or {}).get("top1_agreement")
-            config = f"{label(r.cell)} {r.cell['precision']}"
+            versus = "-"
+            if i:
+                ratio = estimates.time_ratio(leader, r)
+                versus = f"{ratio.value:.2f}x [{ratio.low:.2f}, {ratio.high:.2f}]"
+            if i == 0:
+                mark = "tied for fastest" if ties else "fastest"
+            else:
+                mark = "tied for fastest" if id(r) in ties else ""
             rows.append(
                 (
                     str(batch),
                     r.cell["framework"],
-                    config,
-                    f"{r.timing['stats']['median_ms']:.3f}",
+                    f"{label(r.cell)} {r.cell['precision']}",
+                    _latency_ci(r.timing),
                     f"{r.timing['throughput_sps']:.1f}",
                     "-" if top1 is None else f"{top1:.3f}",
-                    "fastest" if i == 0 else "",
+                    versus,
+                    mark,
                 )
             )
     return rows
@@ -241,16 +325,18 @@ def problem_rows(results: list[CellResult]) -> list[tuple[str, ...]]:
     ]
 
 
-def terminal(results: list[CellResult]) -> str:
+def terminal(results: list[CellResult], band: float = DEFAULT_EQUIVALENCE_BAND) -> str:
     """The summary printed at the end of a run: one table per device and model."""
     parts = []
     for (device, model), group in groups(results).items():
-        rows = main_rows(group, results)
+        rows = main_rows(group, results, band)
         if rows:
             parts.append(
                 f"{model} on {device}\n"
                 + tabulate(rows, headers(device), tablefmt="simple", disable_numparse=True)
             )
+    if parts:
+        parts.append(legend(band))
     problems = problem_rows(results)
     if problems:
         parts.append(

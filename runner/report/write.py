@@ -19,9 +19,10 @@ from bench.backends.base import SCOPE_DESCRIPTIONS
 from bench.fsutil import atomic_write_text
 from bench.measure.cpu_id import describe as describe_cpu
 from bench.measure.cpu_id import identity_key
+from bench.measure.rounds import DEFAULT_EQUIVALENCE_BAND
 from bench.models import OVERHEAD_PROBE
 from bench.result import CellResult
-from runner.report import boundary, plots, tables
+from runner.report import boundary, estimates, plots, tables
 from runner.report.runs import Run
 
 CSV_FIELDS = (
@@ -50,6 +51,15 @@ CSV_FIELDS = (
     "samples",
     "throughput_sps",
     "speedup_vs_torch",
+    "speedup_ci95_low",
+    "speedup_ci95_high",
+    "speedup_verdict",
+    "latency_ms",
+    "latency_ci95_low_ms",
+    "latency_ci95_high_ms",
+    "latency_method",
+    "rounds",
+    "noisy_rounds",
     "achieved_gflops_per_s",
     "load_ms",
     "cold_ms",
@@ -85,13 +95,17 @@ def _all_results(runs: list[Run]) -> list[CellResult]:
     return [r for run in runs for r in run.results]
 
 
-def sections(results: list[CellResult]) -> list[Section]:
+def sections(
+    results: list[CellResult], band: float = DEFAULT_EQUIVALENCE_BAND, runs: int = 1
+) -> list[Section]:
     out = []
     for (device, model), group in tables.groups(results).items():
-        rows = tables.main_rows(group, results)
+        rows = tables.main_rows(group, results, band, with_run=runs > 1)
         if rows:
-            out.append(Section(f"{model} on {device}", tables.headers(device), rows))
-        if best := tables.best_rows(group):
+            headers = tables.headers(device)
+            headers = ("run", *headers) if runs > 1 else headers
+            out.append(Section(f"{model} on {device}", headers, rows))
+        if runs == 1 and (best := tables.best_rows(group, band)):
             title = f"{model} on {device}: best configuration per framework"
             out.append(Section(title, tables.BEST_HEADERS, best))
         if detections := tables.detection_rows(group):
@@ -114,7 +128,7 @@ def hosts_section(runs: list[Run]) -> Section | None:
         for r in run.results:
             c = r.cell
             key = (c["model"], c["device"], tables.label(c), c["precision"], str(c["batch_size"]))
-            value = f"{r.timing['stats']['median_ms']:.3f}" if r.status == "ok" else r.status
+            value = f"{r.timing['estimate']['value']:.3f}" if r.status == "ok" else r.status
             keys.setdefault(key, {})[run.run_id] = value
     headers = (
         "model",
@@ -171,6 +185,26 @@ def environment(runs: list[Run]) -> list[dict[str, str]]:
     return out
 
 
+def _rounds_lines(runs: list[Run]) -> list[str]:
+    """How each run was measured: rounds, order seed, why it stopped."""
+    out = []
+    for run in runs:
+        rounds = run.manifest.get("rounds") or {}
+        if rounds.get("completed", 1) <= 1:
+            out.append(
+                f"Run `{run.run_id}`: one round: every interval covers one time slot; rerun "
+                "with `--rounds 5` (or `rounds:` in the matrix) for intervals across time slots."
+            )
+        else:
+            out.append(
+                f"Run `{run.run_id}`: {rounds['completed']} rounds, each cell in a fresh "
+                f"{'container' if run.manifest.get('executor') == 'docker' else 'process'}, "
+                f"compared cells in a random order per round (seed {rounds.get('order_seed')}); "
+                f"stopped: {rounds.get('stopped_by')}."
+            )
+    return [*out, ""] if out else []
+
+
 def cpu_warning(runs: list[Run]) -> str | None:
     """A warning when merged runs come from different CPUs, naming them: the same cell is not
     the same work on a Zen 3 and a Zen 4, so differences between these runs are the hosts'."""
@@ -211,16 +245,17 @@ def markdown(runs: list[Run]) -> str:
             f"  - images: {env['images']}",
         ]
     scopes = sorted({t["scope"] for r in results for t in (r.timing, r.compute_timing) if t})
+    band = estimates.band_of([run.manifest for run in runs])
     lines += [
         "",
         "Timing scope: " + "; ".join(f"`{s}`: {SCOPE_DESCRIPTIONS[s]}" for s in scopes),
-        "Latency: median of every measured iteration with the distribution-free 95% "
-        "confidence interval of the median. `vs torch`: speed-up over PyTorch eager fp32 "
-        "of the same model, device and batch. Parity: against the PyTorch fp32 reference "
-        "on the same inputs, with the tolerance tier of the cell's precision.",
+        "",
+        *_rounds_lines(runs),
+        tables.legend(band) + " Parity: against the PyTorch fp32 reference on the same "
+        "inputs, with the tolerance tier of the cell's precision.",
         "",
     ]
-    for section in [*sections(results), hosts_section(runs)]:
+    for section in [*sections(results, band, len(runs)), hosts_section(runs)]:
         if section:
             lines += [
                 f"## {section.title}",
@@ -244,12 +279,14 @@ def csv_text(runs: list[Run]) -> str:
     writer = csv.DictWriter(buffer, CSV_FIELDS)
     writer.writeheader()
     all_results = _all_results(runs)
+    band = estimates.band_of([run.manifest for run in runs])
     for run in runs:
         for r in run.results:
             c, s = r.cell, (r.timing or {}).get("stats", {})
             p, rt, t = r.parity or {}, r.runtime or {}, r.timing or {}
             cs = (r.compute_timing or {}).get("stats", {})
-            up = tables.speedup(r, all_results) if r.status == "ok" else None
+            up = tables.speedup(r, all_results, band) if r.status == "ok" else None
+            est = t.get("estimate") or {}
             writer.writerow(
                 {
                     "run_id": run.run_id,
@@ -276,7 +313,16 @@ def csv_text(runs: list[Run]) -> str:
                     "iqr_ms": s.get("iqr_ms"),
                     "samples": s.get("count"),
                     "throughput_sps": t.get("throughput_sps"),
-                    "speedup_vs_torch": up,
+                    "speedup_vs_torch": up and up.value,
+                    "speedup_ci95_low": up and up.low,
+                    "speedup_ci95_high": up and up.high,
+                    "speedup_verdict": up and up.verdict.word,
+                    "latency_ms": est.get("value"),
+                    "latency_ci95_low_ms": est.get("low"),
+                    "latency_ci95_high_ms": est.get("high"),
+                    "latency_method": est.get("method"),
+                    "rounds": len(t.get("rounds", [])) or None,
+                    "noisy_rounds": estimates.noisy_rounds(r) if r.timing else None,
                     "achieved_gflops_per_s": t.get("achieved_gflops_per_s"),
                     "load_ms": t.get("load_ms"),
                     "cold_ms": t.get("cold_ms"),
@@ -313,7 +359,16 @@ def html(runs: list[Run], plot_files: list[Path]) -> str:
         cpu_warning=cpu_warning(runs),
         environments=environment(runs),
         scopes=[(s, SCOPE_DESCRIPTIONS[s]) for s in scopes],
-        sections=[s for s in [*sections(results), hosts_section(runs)] if s],
+        rounds=_rounds_lines(runs),
+        legend=tables.legend(estimates.band_of([run.manifest for run in runs])),
+        sections=[
+            s
+            for s in [
+                *sections(results, estimates.band_of([r.manifest for r in runs]), len(runs)),
+                hosts_section(runs),
+            ]
+            if s
+        ],
         problems=tables.problem_rows(results),
         problem_headers=tables.PROBLEM_HEADERS,
         images=images,

@@ -8,6 +8,7 @@ python:3.11-slim-bookworm.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -83,6 +84,26 @@ def test_cells_run_in_their_own_images(
     for file in cells.glob("*.json"):
         assert_valid_result_file(file)
         assert file.stat().st_uid == os.getuid()
+    assert not _labelled_containers(docker_executor), "every cell container is removed"
+
+
+def test_rounds_run_each_in_a_fresh_container_in_the_recorded_order(
+    docker_executor, small_matrix_file, small_artifact, tmp_path
+):
+    path = small_matrix_file(frameworks=("onnxruntime", "openvino"))
+    path.write_text(path.read_text() + "\nrounds: 2\n")
+    summary = _run(docker_executor, path, small_artifact, tmp_path)
+    assert [r.status for r in summary.results] == ["ok", "ok"], summary.results
+    manifest = json.loads((summary.run_dir / "manifest.json").read_text())
+    ran = []  # (created_at, container hostname) of each round, in the recorded order
+    for index, order in manifest["rounds"]["orders"].items():
+        for cell_id in order:
+            own = json.loads((summary.run_dir / "rounds" / cell_id / f"r{index}.json").read_text())
+            assert own["environment"]["container"]["in_container"] is True
+            ran.append((own["created_at"], own["environment"]["hostname"]))
+    assert len(ran) == 4 and len({host for _, host in ran}) == 4  # four fresh containers
+    assert [t for t, _ in ran] == sorted(t for t, _ in ran)  # they ran in the recorded order
+    assert all(len(r.timing["rounds"]) == 2 for r in summary.results)
     assert not _labelled_containers(docker_executor), "every cell container is removed"
 
 

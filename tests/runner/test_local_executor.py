@@ -13,7 +13,9 @@ import pytest
 from helpers import assert_valid_result_file, run_locally
 
 from bench.backends.cuda import cuda_unavailable_reason
+from runner.matrix import load_matrix
 from runner.report.tables import terminal
+from runner.rounds import RoundPlan
 
 
 def _run(matrix_path, small_artifact, tmp_path, run_id="r", cell_env=None, resume=False):
@@ -79,6 +81,12 @@ def test_ctrl_c_then_resume_keeps_finished_cells(small_matrix_file, small_artifa
     """Interrupt a real `python -m runner run` while a cell hangs, then resume it."""
     path = small_matrix_file(frameworks=("onnxruntime", "openvino"), timeout=300)
     results = tmp_path / "results"
+    # Cells compared with each other run in a seeded random order: a seed that runs
+    # onnxruntime first, from the planner itself.
+    cells = load_matrix(str(path)).cells
+    seed = next(
+        s for s in range(100) if RoundPlan(seed=s).order(cells, 1)[0][0].framework == "onnxruntime"
+    )
     cmd = [
         sys.executable,
         "-m",
@@ -95,6 +103,8 @@ def test_ctrl_c_then_resume_keeps_finished_cells(small_matrix_file, small_artifa
         str(results),
         "--run-id",
         "int",
+        "--order-seed",
+        str(seed),
     ]
     # openvino's cell hangs: the first cell (onnxruntime) finishes, then Ctrl-C.
     env = {**os.environ, "DEPLOYBENCH_FAULT": "hang:openvino"}
@@ -109,7 +119,7 @@ def test_ctrl_c_then_resume_keeps_finished_cells(small_matrix_file, small_artifa
     assert proc.returncode == 130, err
     assert "--resume" in err
     manifest = json.loads((results / "int" / "manifest.json").read_text())
-    assert manifest["state"] == "interrupted"
+    assert manifest["state"] == "interrupted" and manifest["rounds"]["order_seed"] == seed
     first = results / "int" / "cells" / "mobilenet_v3_small-onnxruntime-cpu-fp32-b1.json"
     before = first.read_text()
     assert not (results / "int" / "cells" / "mobilenet_v3_small-openvino-cpu-fp32-b1.json").exists()

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import assert_valid_result_file, run_locally
+from helpers import run_locally
 
 from bench.backends.cpu import bf16_unsupported_reason
-from runner.report.compare import bootstrap_ratio_ci, compare_runs
+from runner.report.compare import compare_runs
 from runner.report.runs import load_run
 from runner.report.write import write_report
 
@@ -77,7 +77,7 @@ def test_markdown_and_csv(report_run):
 
 def test_plots_png_and_svg(report_run):
     run_dir, written = report_run
-    for name in ("latency", "speedup", "distribution", "throughput", "parity"):
+    for name in ("latency", "speedup", "rounds", "distribution", "throughput", "parity"):
         for suffix in (".png", ".svg"):
             path = run_dir / "plots" / f"{name}{suffix}"
             assert path in written and path.stat().st_size > 5000, path
@@ -111,7 +111,7 @@ def test_html_renders_in_chromium_with_tables_and_images(report_run, tmp_path):
         text=True,
         timeout=120,
     ).stdout
-    assert 'data-images="5"' in dom
+    assert 'data-images="6"' in dom  # latency, speedup, rounds, distribution, throughput, parity
     assert 'data-tables="4"' in dom  # environment, results, best configuration, problems
     ARTIFACTS_OUT.mkdir(exist_ok=True)
     shot = ARTIFACTS_OUT / "report.png"
@@ -129,39 +129,7 @@ def test_html_renders_in_chromium_with_tables_and_images(report_run, tmp_path):
     assert shot.stat().st_size > 50_000
 
 
-def test_bootstrap_ratio_of_a_known_shift():
-    rng = __import__("numpy").random.default_rng(1)
-    a = rng.normal(10.0, 0.1, 400)
-    ratio, low, high = bootstrap_ratio_ci(a, a * 1.5)
-    assert ratio == pytest.approx(1.5)
-    assert 1.45 < low < 1.5 < high < 1.55
-    ratio, low, high = bootstrap_ratio_ci(a, a)
-    assert ratio == 1.0 and low <= 1.0 <= high
-
-
-def _slowed_copy(run_dir: Path, dest: Path, key_part: str, factor: float) -> Path:
-    """A copy of a real run in which one cell's every timing sample is `factor` times longer.
-
-    Timing a second run with fewer threads does not reliably make it slower on every host
-    (CI saw 1 thread beat 2 on a busy machine), so the slowdown is applied to the recorded
-    samples: the comparison's input is then known exactly, and what is tested is whether
-    compare finds a known shift of 1.3x and not the noise-only difference of a run to itself.
-    """
-    shutil.copytree(run_dir, dest)
-    touched = 0
-    for file in (dest / "cells").glob("*.json"):
-        doc = json.loads(file.read_text())
-        if doc["status"] == "ok" and key_part in file.name:
-            timing = doc["timing"]
-            timing["samples_ms"] = [s * factor for s in timing["samples_ms"]]
-            file.write_text(json.dumps(doc))
-            assert_valid_result_file(file)
-            touched += 1
-    assert touched == 1, f"{touched} cells matched {key_part!r}"
-    return dest
-
-
-def test_compare_flags_a_slower_run_and_not_the_same_run(report_run, tmp_path):
+def test_compare_of_a_run_with_itself_reads_no_change(report_run):
     run_dir, _ = report_run
     same = subprocess.run(
         [sys.executable, "-m", "runner", "compare", str(run_dir), str(run_dir)],
@@ -170,24 +138,34 @@ def test_compare_flags_a_slower_run_and_not_the_same_run(report_run, tmp_path):
     )
     assert same.returncode == 0, same.stdout
     assert "REGRESSION" not in same.stdout and "slower" not in same.stdout
-    cell_file = next(
-        f.name
-        for f in (run_dir / "cells").glob("*.json")
-        if "onnxruntime" in f.name and "b2" in f.name
+    # One round: compare says its intervals cover one time slot only.
+    assert "covers one time slot only" in same.stdout
+    changes = compare_runs(load_run(run_dir), load_run(run_dir))
+    assert {c.verdict for c in changes if c.ratio is not None} == {"no significant change"}
+    assert {c.ratio for c in changes if c.ratio is not None} == {1.0}
+
+
+def test_compare_finds_an_injected_slowdown_between_real_runs(small_artifact, tmp_path):
+    """Two real runs of four rounds each; in the second, every timed call of one cell is made
+    twice as slow (DEPLOYBENCH_FAULT=slow=1.0). Twice is far beyond this VM's spread between
+    rounds, so the finding does not depend on the machine being quiet; the 10% slowdown at
+    this VM's noise is the reproducibility benchmark's business (benchmarks/)."""
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        MATRIX.format(threads=2)
+        .replace("batch_sizes: [1, 2]", "batch_sizes: [1]")
+        .replace("precisions: [fp32, bf16]", "precisions: [fp32]")
+        .replace("[torch, onnxruntime, openvino]", "[onnxruntime, openvino]")
+        + "rounds: 4\n"
     )
-    slow = _slowed_copy(run_dir, tmp_path / "slow", cell_file, 1.3)
-    changes = {c.key: c for c in compare_runs(load_run(run_dir), load_run(slow))}
-    change = changes["mobilenet_v3_small onnxruntime cpu fp32 b2"]
-    assert change.verdict == "slower" and change.regression, change
-    assert change.ratio == pytest.approx(1.3)
-    unchanged = changes["mobilenet_v3_small torch cpu fp32 b1"]
-    assert unchanged.verdict == "no significant change" and unchanged.ratio == 1.0
-    proc = subprocess.run(
-        [sys.executable, "-m", "runner", "compare", str(run_dir), str(slow)],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 1 and "REGRESSION" in proc.stdout
+    base = run_locally(path, small_artifact, tmp_path / "results", "base").run_dir
+    slow_env = {"mobilenet_v3_small-onnxruntime-cpu-fp32-b1": {"DEPLOYBENCH_FAULT": "slow=1.0"}}
+    slow = run_locally(path, small_artifact, tmp_path / "results", "slow", cell_env=slow_env)
+    changes = {c.key: c for c in compare_runs(load_run(base), load_run(slow.run_dir))}
+    slowed = changes["mobilenet_v3_small onnxruntime cpu fp32 b1"]
+    assert slowed.verdict == "slower" and slowed.regression, slowed
+    assert not slowed.one_slot and 1.5 < slowed.ratio < 2.6
+    assert not changes["mobilenet_v3_small openvino cpu fp32 b1"].regression
 
 
 def test_compare_lists_cells_only_one_run_has(report_run, small_artifact, tmp_path):

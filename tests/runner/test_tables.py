@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import pytest
+from helpers import result_with_rounds
+
 from bench.result import SCHEMA_VERSION, load_result, validate
 from runner.report import tables
 
@@ -19,9 +22,7 @@ def _gpu_result(compute_median: float | None, peak: float | None, dropped: str |
         r.compute_timing = copy.deepcopy(r.timing)
         del r.compute_timing["load_ms"], r.compute_timing["cold_ms"]
         r.compute_timing["scope"] = "device_compute_only"
-        r.compute_timing["stats"].update(
-            median_ms=compute_median, median_ci95_low_ms=1.0, median_ci95_high_ms=2.5
-        )
+        r.compute_timing["estimate"].update(value=compute_median, low=1.0, high=2.5)
     r.gpu = {"source": "nvml", "peak_memory_mib": peak, "clocks_dropped": dropped is not None}
     r.gpu["clock_note"] = dropped
     validate(r.to_dict())
@@ -37,10 +38,8 @@ def test_gpu_row_has_both_scopes_and_memory():
     headers, row = tables.headers("cuda"), tables.main_row(r, [r])
     assert len(headers) == len(row)
     cells = dict(zip(headers, row, strict=True))
-    s = r.timing["stats"]
-    assert cells["end-to-end ms [95% CI]"] == (
-        f"{s['median_ms']:.3f} [{s['median_ci95_low_ms']:.3f}, {s['median_ci95_high_ms']:.3f}]"
-    )
+    e = r.timing["estimate"]  # the fixture has three rounds: no one-slot mark
+    assert cells["end-to-end ms [95% CI]"] == f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
     assert cells["compute ms [95% CI]"] == "1.250 [1.000, 2.500]"
     assert cells["peak GPU MiB"] == "812"
     assert "CLOCKS" not in cells["notes"]
@@ -50,28 +49,55 @@ def test_gpu_row_without_compute_scope_and_with_a_clock_drop():
     r = _gpu_result(None, None, "SM clock fell from 1980 to 1700 MHz")
     cells = dict(zip(tables.headers("cuda"), tables.main_row(r, [r]), strict=True))
     assert cells["compute ms [95% CI]"] == "-" and cells["peak GPU MiB"] == "-"
-    assert cells["notes"].endswith("CLOCKS DROPPED (SM clock fell from 1980 to 1700 MHz)")
-
-
-def _cpu_result(framework: str, precision: str, median: float, verdict: str):
-    r = load_result(next(FIXTURES.glob("ok*.json")))
-    r.cell = {**r.cell, "framework": framework, "precision": precision, "batch_size": 1}
-    r.timing = copy.deepcopy(r.timing)
-    r.timing["stats"]["median_ms"] = median
-    r.timing["throughput_sps"] = 1000.0 / median
-    r.parity = {**r.parity, "verdict": verdict, "top1_agreement": 1.0 if verdict == "pass" else 0.5}
-    return r
+    assert "CLOCKS DROPPED (SM clock fell from 1980 to 1700 MHz)" in cells["notes"]
 
 
 def test_best_configuration_is_the_fastest_cell_that_passes_parity():
     results = [
-        _cpu_result("torch", "fp32", 10.0, "pass"),
-        _cpu_result("torch", "bf16", 6.0, "pass"),
-        _cpu_result("onnxruntime", "fp32", 8.0, "pass"),
-        _cpu_result("onnxruntime", "int8", 3.0, "fail"),  # fastest, but changes answers
+        result_with_rounds("torch", "fp32", [10.0, 10.2, 9.9], "pass"),
+        result_with_rounds("torch", "bf16", [6.0, 6.1, 5.9], "pass"),
+        result_with_rounds("onnxruntime", "fp32", [8.0, 8.1, 7.9], "pass"),
+        result_with_rounds(
+            "onnxruntime", "int8", [3.0, 3.1, 2.9], "fail"
+        ),  # fastest, changes answers
     ]
     rows = tables.best_rows(results)
-    assert [(r[1], r[2], r[3], r[6]) for r in rows] == [
-        ("torch", "torch bf16", "6.000", "fastest"),
-        ("onnxruntime", "onnxruntime fp32", "8.000", ""),
+    assert [(r[1], r[2], r[7]) for r in rows] == [
+        ("torch", "torch bf16", "fastest"),
+        ("onnxruntime", "onnxruntime fp32", ""),
     ]
+    # 8.0/6.0, 8.1/6.1, 7.9/5.9 within each round: about 1.33x, and its interval
+    assert rows[1][6].startswith("1.33x [")
+
+
+def test_a_leader_inside_the_equivalence_band_is_tied_for_fastest():
+    results = [
+        result_with_rounds("torch", "fp32", [6.0, 6.1, 5.9], "pass"),
+        result_with_rounds("onnxruntime", "fp32", [6.01, 6.1, 5.91], "pass"),
+        result_with_rounds("openvino", "fp32", [9.0, 9.2, 8.9], "pass"),
+    ]
+    marks = {r[1]: r[7] for r in tables.best_rows(results)}
+    assert marks == {"torch": "tied for fastest", "onnxruntime": "tied for fastest", "openvino": ""}
+
+
+def test_speedups_are_paired_within_the_run_and_say_tie_inside_the_band():
+    ref = result_with_rounds("torch", "fp32", [10.0, 20.0, 40.0], "pass")  # the machine slows down
+    faster = result_with_rounds("onnxruntime", "fp32", [5.0, 10.0, 20.0], "pass")
+    same = result_with_rounds("openvino", "fp32", [10.05, 20.0, 39.9], "pass")
+    results = [ref, faster, same]
+    up = tables.speedup(faster, results)
+    assert (up.value, up.low, up.high, up.verdict.word) == pytest.approx((2.0, 2.0, 2.0, "faster"))
+    assert tables.speedup(same, results).verdict.word == "tie"
+    rows = {row[0]: row for row in tables.main_rows(results, results)}
+    vs = tables.MAIN_HEADERS.index("vs torch [95% CI]")
+    assert rows["torch"][vs] == "1.00x" and rows["onnxruntime"][vs] == "2.00x [2.00, 2.00] faster"
+    assert rows["openvino"][vs].endswith(" tie")
+    # A reference from another run is no reference: speed-ups are computed within each run.
+    faster.run_id = "another run"
+    assert tables.speedup(faster, results) is None
+
+
+def test_tail_percentiles_need_enough_iterations():
+    r = result_with_rounds("torch", "fp32", [10.0, 10.2, 9.9], "pass")  # 15 iterations
+    row = dict(zip(tables.MAIN_HEADERS, tables.main_row(r, [r]), strict=True))
+    assert row["p90 ms"] == "-" and row["p99 ms"] == "-" and row["rounds"] == "3"
