@@ -300,7 +300,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     matrix = _matrix(args)
     for cell in matrix.cells:
         print(f"{cell.id}  [{image_for(cell.framework, cell.device).name}, {cell.threads} threads]")
-    log(f"{len(matrix.cells)} cells in matrix {matrix.name}")
+    plan = matrix.round_plan
+    rounds = f"{plan.rounds} rounds each" if plan.rounds > 1 else "one round each"
+    if plan.target_ci:
+        rounds += (
+            f", then more until every ratio is within ±{plan.target_ci:.0%} (at most {plan.limit})"
+        )
+    log(f"{len(matrix.cells)} cells in matrix {matrix.name}, {rounds}")
     return 0
 
 
