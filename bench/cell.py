@@ -7,6 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from bench.errors import UsageError
+from bench.frameworks import FRAMEWORKS
 from bench.models import check_model_name
 
 DEVICES = ("cpu", "cuda")
@@ -24,7 +25,8 @@ def default_threads() -> int:
 
 @dataclass(frozen=True)
 class Cell:
-    """What to run. Validation raises `UsageError` listing the valid choices."""
+    """What to run. Validation raises `UsageError` listing the valid choices: of the model,
+    framework, device, precision and every option (bench/frameworks.py)."""
 
     model: str
     framework: str
@@ -36,10 +38,8 @@ class Cell:
     options: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        from bench.backends import BACKENDS  # late: backends import this module
-
         check_model_name(self.model)
-        BACKENDS.get(self.framework)
+        framework = FRAMEWORKS.get(self.framework)
         if self.device not in DEVICES:
             raise UsageError(f"unknown device {self.device!r}; valid choices: {', '.join(DEVICES)}")
         if self.precision not in PRECISIONS:
@@ -50,7 +50,15 @@ class Cell:
             raise UsageError(f"batch size must be at least 1, not {self.batch_size}")
         if self.threads < 1:
             raise UsageError(f"threads must be at least 1, not {self.threads}")
-        object.__setattr__(self, "options", tuple(sorted(self.options)))
+        if self.threads > (usable := default_threads()):
+            raise UsageError(
+                f"threads {self.threads} > the {usable} CPUs this process may use: more threads "
+                "than CPUs would time the scheduler, not the framework"
+            )
+        # Validated against the framework's option table and normalised (true -> "1"), so that
+        # a misspelt option or value stops here and one setting has one spelling.
+        options = framework.check_options(dict(self.options), self.device, self.precision)
+        object.__setattr__(self, "options", options)
 
     @property
     def id(self) -> str:

@@ -65,6 +65,11 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--images", help="a folder of your own photos (default: scikit-image's photos)")
     p.add_argument(
+        "--result",
+        help="also write the artifact's folder name, key and whether it was reused to this "
+        "JSON file (how the runner learns where the artifact is)",
+    )
+    p.add_argument(
         "--artifacts",
         default=DEFAULT_ARTIFACTS,
         help=f"artifacts folder (default {DEFAULT_ARTIFACTS}, env DEPLOYBENCH_ARTIFACTS)",
@@ -165,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     native.add_argument("--framework", required=True, help="openvino or torch")
     native.add_argument("--dest", required=True, help="folder; the build goes to DEST/FRAMEWORK")
+    sub.add_parser(
+        "frameworks", help="the framework table: devices, precisions, images, options (Markdown)"
+    )
     info = sub.add_parser("info", help="this environment and which frameworks are importable")
     info.add_argument("--json", action="store_true", help="print JSON")
     return parser
@@ -181,8 +189,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         exporter=args.exporter,
         images=args.images,
     )
+    from bench.fsutil import atomic_write_text
+
     artifact, reused = export(spec, args.artifacts)
     print(f"{'reused' if reused else 'exported'} {artifact.path}")
+    if args.result:  # the runner reads where the artifact is from here, not from the log
+        doc = {"artifact": artifact.path.name, "key": artifact.key, "reused": reused}
+        atomic_write_text(Path(args.result), json.dumps(doc) + "\n")
     return 0
 
 
@@ -280,6 +293,14 @@ def _summary_line(result: CellResult) -> str:
     )
 
 
+def cmd_frameworks(args: argparse.Namespace) -> int:
+    """The framework table as the README shows it (bench/frameworks.py is its only source)."""
+    from bench.frameworks import frameworks_table, options_table
+
+    print(frameworks_table() + "\n\n" + options_table())
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from bench.measure.fingerprint import fingerprint
     from bench.native import FRAMEWORKS as NATIVE_FRAMEWORKS
@@ -375,6 +396,7 @@ COMMANDS = {
     "export": cmd_export,
     "run": cmd_run,
     "info": cmd_info,
+    "frameworks": cmd_frameworks,
     "diverge": cmd_diverge,
     "native-build": cmd_native_build,
 }

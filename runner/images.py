@@ -24,6 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.errors import UsageError
+from bench.frameworks import FRAMEWORKS
+from bench.models import is_onnx_model
 from bench.native.build import source_files as native_sources
 from bench.registry import Registry
 
@@ -48,12 +50,17 @@ FRAMEWORK_PACKAGES = (
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """One framework x device image."""
+    """One framework x device image; which frameworks it runs is the framework table's."""
 
     name: str
-    frameworks: tuple[str, ...]
     device: str
     exports: bool = False  # runs the export stage (needs torch)
+
+    @property
+    def frameworks(self) -> tuple[str, ...]:
+        return tuple(
+            f for f in FRAMEWORKS if FRAMEWORKS.get(f).images.get(self.device) == self.name
+        )
 
     @property
     def dir(self) -> Path:
@@ -65,28 +72,35 @@ class ImageSpec:
 
 IMAGES: Registry[ImageSpec] = Registry("image")
 for _spec in (
-    ImageSpec("torch-cpu", ("torch", "torch-cpp", "torch-ctypes"), "cpu", exports=True),
-    ImageSpec("ort-cpu", ("onnxruntime",), "cpu"),
-    ImageSpec("ov-cpu", ("openvino", "openvino-cpp", "openvino-ctypes"), "cpu"),
-    ImageSpec("tvm-cpu", ("tvm",), "cpu"),
-    ImageSpec("torch-gpu", ("torch",), "cuda", exports=True),
-    ImageSpec("ort-gpu", ("onnxruntime",), "cuda"),
-    ImageSpec("trt-gpu", ("tensorrt",), "cuda"),
-    ImageSpec("tvm-gpu", ("tvm",), "cuda"),
+    ImageSpec("torch-cpu", "cpu", exports=True),
+    ImageSpec("ort-cpu", "cpu"),
+    ImageSpec("ov-cpu", "cpu"),
+    ImageSpec("tvm-cpu", "cpu"),
+    ImageSpec("torch-gpu", "cuda", exports=True),
+    ImageSpec("ort-gpu", "cuda"),
+    ImageSpec("trt-gpu", "cuda"),
+    ImageSpec("tvm-gpu", "cuda"),
 ):
     IMAGES.add(_spec.name, _spec)
 
 
 def image_for(framework: str, device: str) -> ImageSpec:
-    for name in IMAGES:
-        spec = IMAGES.get(name)
-        if framework in spec.frameworks and spec.device == device:
-            return spec
-    raise UsageError(f"no image runs {framework} on {device}; images: {', '.join(IMAGES.names())}")
+    image = FRAMEWORKS.get(framework).images.get(device)
+    if image is None:
+        raise UsageError(
+            f"no image runs {framework} on {device}; images: {', '.join(IMAGES.names())}"
+        )
+    return IMAGES.get(image)
 
 
-def export_image(device: str = "cpu") -> ImageSpec:
-    return IMAGES.get(f"torch-{device}")
+def export_framework(model: str) -> tuple[str, str]:
+    """Which framework's CPU image exports `model`: torch builds torchvision models; a user's
+    ONNX file needs only ONNX Runtime (its reference), so the small ort-cpu image does it."""
+    return ("onnxruntime", "cpu") if is_onnx_model(model) else ("torch", "cpu")
+
+
+def export_image(model: str) -> ImageSpec:
+    return image_for(*export_framework(model))
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,15 @@ from bench.backends import BACKENDS
 from bench.cell import DEVICES, PRECISIONS, Cell, default_threads
 from bench.errors import UsageError
 from bench.export import EXPORTERS, ExportSpec
+from bench.frameworks import FRAMEWORKS
 from bench.measure.rounds import DEFAULT_EQUIVALENCE_BAND
 from bench.measure.timing import TimingConfig
 from bench.models import MODELS, is_onnx_model
-from runner.rounds import RoundPlan
+from runner.executors.base import parse_memory
+from runner.rounds import RoundPlan, check_rounds
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
-DEFAULT_MAX_ROUNDS = 20  # with target_ci and no max_rounds
+
 AXES = {
     "models": "model",
     "frameworks": "framework",
@@ -218,57 +220,60 @@ def _check_settings(doc: dict, check: _Checker) -> tuple[TimingConfig | None, di
     elif not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         check.add(("threads",), f"must be a positive integer or 'auto', not {threads!r}")
         threads = 1
+    elif threads > default_threads():
+        check.add(
+            ("threads",),
+            f"{threads} > the {default_threads()} CPUs this runner may use (more threads than "
+            "CPUs would time the scheduler, not the frameworks)",
+        )
+        threads = 1
     opts = doc.get("framework_options", {}) or {}
     if not isinstance(opts, dict):
         check.add(("framework_options",), "must map framework -> {option: value}")
         opts = {}
     for fw, values in opts.items():
-        check.choice(("framework_options", fw), fw, BACKENDS.names(), "framework")
+        if not check.choice(("framework_options", fw), fw, BACKENDS.names(), "framework"):
+            continue
         variants = values if isinstance(values, list) else [values]
         if not variants or not all(isinstance(v, dict) for v in variants):
             check.add(
                 ("framework_options", fw),
                 "must be a mapping of option: value, or a list of such mappings (one per variant)",
             )
+            continue
+        _check_option_values(fw, values, check)
     timeout = doc.get("cell_timeout_s", 1800)
-    if not isinstance(timeout, (int, float)) or timeout <= 0:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         check.add(("cell_timeout_s",), f"must be a positive number of seconds, not {timeout!r}")
+    memory = doc.get("memory_limit", "8g")
+    try:
+        if isinstance(memory, bool) or parse_memory(str(memory)) <= 0:
+            raise ValueError
+    except ValueError:
+        check.add(("memory_limit",), f"must be a size such as 8g, 512m or 1024k, not {memory!r}")
     return timing, {k: v for k, v in export_doc.items() if k in EXPORT_KEYS}, threads
 
 
-def _number(doc: dict, key: str, check: _Checker, integer: bool, low: float, high: float) -> Any:
-    """An optional number in [low, high] (an integer where asked); None when absent."""
-    value = doc.get(key)
-    if value is None:
-        return None
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
-        what = "an integer" if integer else "a number"
-        check.add((key,), f"must be {what} in [{low:g}, {high:g}], not {value!r}")
-        return None
-    return value
-
-
-def check_rounds(doc: dict, check: _Checker) -> tuple[RoundPlan, float]:
-    """The round plan and the equivalence band from a matrix document (or CLI overrides)."""
-    rounds = _number(doc, "rounds", check, True, 1, 1000) or 1
-    target = _number(doc, "target_ci", check, False, 1e-4, 0.5)
-    max_rounds = _number(doc, "max_rounds", check, True, 2, 1000)
-    if max_rounds is not None and max_rounds < rounds:
-        check.add(("max_rounds",), f"must be at least rounds ({rounds}), not {max_rounds}")
-    if target is not None and max_rounds is None:
-        max_rounds = max(rounds, DEFAULT_MAX_ROUNDS)
-    if target is None and (max_rounds is not None or "time_budget_s" in doc):
-        check.add(("target_ci",), "max_rounds and time_budget_s apply with target_ci only")
-    plan = RoundPlan(
-        rounds=rounds,
-        seed=_number(doc, "order_seed", check, True, 0, 2**63),
-        target_ci=target,
-        max_rounds=max_rounds,
-        time_budget_s=_number(doc, "time_budget_s", check, False, 1, 10**7),
-    )
-    band = _number(doc, "equivalence_band", check, False, 0, 0.5)
-    return plan, DEFAULT_EQUIVALENCE_BAND if band is None else float(band)
+def _check_option_values(framework: str, values: Any, check: _Checker) -> None:
+    """Every option name and value of one framework's framework_options, against its table
+    (bench/frameworks.py): the valid names or values in each problem."""
+    spec = FRAMEWORKS.get(framework)
+    mappings = values if isinstance(values, list) else [values]
+    for i, mapping in enumerate(mappings):
+        where = ("framework_options", framework) + ((i,) if isinstance(values, list) else ())
+        for name, value in mapping.items():
+            try:
+                option = spec.option(str(name))
+            except UsageError as exc:
+                check.add((*where, name), str(exc))
+                continue
+            for v in value if isinstance(value, list) else [value]:
+                if v is None:  # a variant without the option
+                    continue
+                try:
+                    option.normalize(framework, v)
+                except UsageError as exc:
+                    check.add((*where, name), str(exc))
 
 
 def option_variants(
@@ -289,6 +294,11 @@ def option_variants(
         for combo in itertools.product(*choices)
     ]
     return list(dict.fromkeys(variants))
+
+
+def _fixed_batch(model: str) -> int | None:
+    """The one batch a registered model's graph takes (None: any, or not known before export)."""
+    return None if is_onnx_model(model) else MODELS.get(model).fixed_batch
 
 
 def _excluded(values: dict[str, Any], rules: list[dict]) -> bool:
@@ -320,7 +330,19 @@ def parse_matrix(text: str, source: str = "<matrix>") -> Matrix:
         if _excluded(values, rules):
             continue
         for variant in option_variants(options.get(values["framework"], {})):
-            cells.append(Cell(threads=threads, options=variant, **values))
+            try:
+                cells.append(Cell(threads=threads, options=variant, **values))
+            except UsageError as exc:  # an option of the wrong device or precision, a batch
+                check.add(("framework_options", values["framework"]), str(exc))
+        fixed = _fixed_batch(values["model"])
+        if fixed is not None and values["batch_size"] != fixed:
+            check.add(
+                ("batch_sizes",),
+                f"{values['model']} takes batch {fixed} only; exclude the others, e.g. "
+                f"{{model: {values['model']}, batch_size: {values['batch_size']}}}",
+            )
+    if check.problems:
+        raise MatrixError(source, list(dict.fromkeys(check.problems)))
     if not cells:
         raise MatrixError(source, ["exclude: every cell is excluded; nothing to run"])
     return Matrix(

@@ -16,11 +16,55 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from bench.cell import Cell
-from bench.measure.rounds import paired_ratio
+from bench.measure.rounds import DEFAULT_EQUIVALENCE_BAND, paired_ratio
 from bench.measure.sections import merge_rounds, round_medians
 from bench.result import CellResult
+
+DEFAULT_MAX_ROUNDS = 20  # with target_ci and no max_rounds
+
+
+class ProblemSink(Protocol):
+    """Where a validation puts a problem with its key path (the matrix checker)."""
+
+    def add(self, path: tuple, message: str) -> None: ...
+
+
+def _number(doc: dict, key: str, check: ProblemSink, integer: bool, low: float, high: float) -> Any:
+    """An optional number in [low, high] (an integer where asked); None when absent."""
+    value = doc.get(key)
+    if value is None:
+        return None
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+        what = "an integer" if integer else "a number"
+        check.add((key,), f"must be {what} in [{low:g}, {high:g}], not {value!r}")
+        return None
+    return value
+
+
+def check_rounds(doc: dict, check: ProblemSink) -> tuple[RoundPlan, float]:
+    """The round plan and the equivalence band from a matrix document (or CLI overrides)."""
+    rounds = _number(doc, "rounds", check, True, 1, 1000) or 1
+    target = _number(doc, "target_ci", check, False, 1e-4, 0.5)
+    max_rounds = _number(doc, "max_rounds", check, True, 2, 1000)
+    if max_rounds is not None and max_rounds < rounds:
+        check.add(("max_rounds",), f"must be at least rounds ({rounds}), not {max_rounds}")
+    if target is not None and max_rounds is None:
+        max_rounds = max(rounds, DEFAULT_MAX_ROUNDS)
+    if target is None and (max_rounds is not None or "time_budget_s" in doc):
+        check.add(("target_ci",), "max_rounds and time_budget_s apply with target_ci only")
+    plan = RoundPlan(
+        rounds=rounds,
+        seed=_number(doc, "order_seed", check, True, 0, 2**63),
+        target_ci=target,
+        max_rounds=max_rounds,
+        time_budget_s=_number(doc, "time_budget_s", check, False, 1, 10**7),
+    )
+    band = _number(doc, "equivalence_band", check, False, 0, 0.5)
+    return plan, DEFAULT_EQUIVALENCE_BAND if band is None else float(band)
 
 
 def group_key(cell: dict | Cell) -> tuple[str, str, int]:

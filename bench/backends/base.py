@@ -23,6 +23,7 @@ import numpy as np
 from bench.artifact import Artifact
 from bench.cell import Cell
 from bench.errors import DeviceUnavailable, Unsupported
+from bench.frameworks import FRAMEWORKS
 from bench.measure.timing import TimingConfig, TimingRun
 
 HOST_END_TO_END = "host_end_to_end"
@@ -34,6 +35,11 @@ SCOPE_DESCRIPTIONS = {
     DEVICE_COMPUTE_ONLY: "inputs already on the device, outputs left there: one run of the model "
     "followed by a synchronisation, so the time is the device's work; no host/device copies",
 }
+
+
+def static_input_shape(artifact: Artifact, cell: Cell) -> dict[str, object]:
+    """What a result records of a graph compiled for the cell's own input shape."""
+    return {"mode": "static", "dims": [cell.batch_size, *artifact.meta["inputs"][0]["shape"][1:]]}
 
 
 @dataclass(frozen=True)
@@ -50,9 +56,18 @@ class Backend(ABC):
     """One framework's way to run an artifact. Use as a context manager."""
 
     name: ClassVar[str]
-    # device -> the precisions this backend runs there; the keys are its devices.
+    # device -> the precisions this backend runs there (its keys are its devices) and the
+    # options it takes: from the framework table (bench/frameworks.py), set per subclass.
     precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32",)}
     option_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and cls.name in FRAMEWORKS:
+            spec = FRAMEWORKS.get(cls.name)
+            cls.precisions = spec.precisions
+            cls.option_names = tuple(o.name for o in spec.options)
+
     # What an `auto` cell runs: the framework's own default; None where the backend lets the
     # framework choose (and reads back what it chose) or has no meaningful default.
     auto_precision: ClassVar[str | None] = "fp32"
@@ -97,10 +112,6 @@ class Backend(ABC):
                 f"{self.name} on {self.cell.device} supports precision "
                 f"{', '.join(self.precisions[self.cell.device])}, not {self.cell.precision}"
             )
-        unknown = sorted(set(dict(self.cell.options)) - set(self.option_names))
-        if unknown:
-            valid = ", ".join(self.option_names) or "none"
-            raise Unsupported(f"{self.name} has no option {', '.join(unknown)} (valid: {valid})")
         fixed_batch = self.artifact.meta["inputs"][0]["shape"][0]
         if isinstance(fixed_batch, int) and fixed_batch != self.cell.batch_size:
             raise Unsupported(f"the model's batch dimension is fixed at {fixed_batch}")

@@ -62,9 +62,9 @@ def torchscript_file(artifact: Artifact) -> Path:
 
 @dataclass(frozen=True)
 class NativeFramework:
-    """What differs between frameworks on the Python side of the native runners."""
+    """What differs between frameworks on the Python side of the native runners (their
+    precisions are in the framework table, bench/frameworks.py)."""
 
-    precisions: tuple[str, ...]
     model_file: Callable[[Artifact], Path]
     # the cell's precision (or "auto") -> the library's "KEY=VALUE;..." config
     config: Callable[[str], str]
@@ -82,12 +82,8 @@ def _openvino_config(precision: str) -> str:
 
 
 FRAMEWORKS = {
-    "openvino": NativeFramework(
-        ("fp32", "bf16"),
-        lambda artifact: artifact.onnx_path,
-        _openvino_config,
-    ),
-    "torch": NativeFramework(("fp32",), torchscript_file, lambda precision: ""),
+    "openvino": NativeFramework(lambda artifact: artifact.onnx_path, _openvino_config),
+    "torch": NativeFramework(torchscript_file, lambda precision: ""),
 }
 
 
@@ -96,11 +92,6 @@ class _NativeBackend(Backend):
     # auto: the framework's own choice, as the Python backend leaves it; read back from the run.
     auto_precision = None
     handles_auto = True
-
-    def __init_subclass__(cls, **kwargs: object) -> None:
-        super().__init_subclass__(**kwargs)
-        if "framework" in cls.__dict__:  # a concrete variant: its framework's precisions
-            cls.precisions = {"cpu": FRAMEWORKS[cls.framework].precisions}
 
     def _prepare(self) -> None:
         """Checks and files both variants need; sets build, model file, config and shapes."""

@@ -7,7 +7,7 @@ import pytest
 
 from bench.backends import BACKENDS
 from bench.cell import Cell
-from bench.errors import Unsupported
+from bench.errors import Unsupported, UsageError
 
 FRAMEWORKS = ["torch", "onnxruntime"]
 
@@ -42,19 +42,18 @@ def test_torch_channels_last_gives_the_same_answers(small_artifact):
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-@pytest.mark.parametrize(
-    ("cell", "message"),
-    [
-        ({"precision": "fp16"}, "on cpu supports precision fp32, .*not fp16"),
-        ({"options": (("turbo", "1"),)}, "no option turbo"),
-    ],
-)
-def test_unsupported_requests(small_artifact, framework, cell, message):
+def test_a_precision_the_framework_lacks_is_unsupported(small_artifact, framework):
     with (
-        _backend(small_artifact, framework, **cell) as backend,
-        pytest.raises(Unsupported, match=message),
+        _backend(small_artifact, framework, precision="fp16") as backend,
+        pytest.raises(Unsupported, match="on cpu supports precision fp32, .*not fp16"),
     ):
         backend.load()
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_an_unknown_option_is_refused_before_any_work(small_artifact, framework):
+    with pytest.raises(UsageError, match=f"{framework} has no option 'turbo'; valid: "):
+        _backend(small_artifact, framework, options=(("turbo", "1"),))
 
 
 def test_infer_before_load_is_refused(small_artifact):

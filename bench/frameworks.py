@@ -1,0 +1,301 @@
+"""What each framework is, once, as data: its backend, where it runs, at which precisions, in
+which image, and the options it takes with their types and valid values.
+
+Everything that needs these facts reads them here: the cell (options validated and normalised
+before any work), the matrix planner, the command lines' choices, the backends (their devices
+and precisions), the image map, `bench info` and the README's option table (`python -m bench
+frameworks` prints it; a test holds the README to it). The module imports nothing above it, so
+every layer can use it; a backend's module is imported only when a cell asks for it.
+
+To add a framework: a row here, and its backend module (README: "Adding a framework").
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+
+from bench.errors import UsageError
+from bench.registry import Registry
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One framework option: its type and valid values, where it applies, what it means.
+    Values are normalised to strings (booleans to "1"/"0") so that a cell is hashable and one
+    setting has one spelling in cell ids and results."""
+
+    name: str
+    kind: str  # "bool", "choice" or "int"
+    help: str
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    default: str | None = None  # None: absent means the framework's own behaviour
+    devices: tuple[str, ...] = ()  # empty: every device of the framework
+    precisions: tuple[str, ...] = ()  # empty: every precision
+
+    def valid(self) -> str:
+        if self.kind == "bool":
+            return "true or false (1 or 0)"
+        if self.kind == "int":
+            return f"an integer >= {self.minimum}" if self.minimum is not None else "an integer"
+        return ", ".join(self.choices)
+
+    def normalize(self, framework: str, value: object) -> str:
+        """The canonical string of `value`, or a usage error naming the valid values."""
+        text = str(value).strip().lower() if isinstance(value, (bool, str)) else str(value)
+        bad = UsageError(f"{framework} option {self.name}={value!r}: must be {self.valid()}")
+        if self.kind == "bool":
+            if text in _TRUE:
+                return "1"
+            if text in _FALSE:
+                return "0"
+            raise bad
+        if self.kind == "int":
+            if isinstance(value, bool):
+                raise bad
+            try:
+                number = int(str(value))
+            except ValueError:
+                raise bad from None
+            if self.minimum is not None and number < self.minimum:
+                raise bad
+            return str(number)
+        if str(value) not in self.choices:
+            raise bad
+        return str(value)
+
+
+@dataclass(frozen=True)
+class Framework:
+    """A framework as deploybench runs it."""
+
+    name: str
+    module: str  # the backend's module
+    class_name: str
+    requires: str  # the framework's import name, for `bench info` and skipping
+    precisions: dict[str, tuple[str, ...]]  # device -> precisions; its keys are the devices
+    images: dict[str, str]  # device -> the image whose container runs it
+    options: tuple[Option, ...] = ()
+    variant_of: str | None = None  # a native variant (C++ runner, ctypes) of this framework
+    description: str = ""
+    _by_name: dict[str, Option] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._by_name.update({o.name: o for o in self.options})
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return tuple(self.precisions)
+
+    def option(self, name: str) -> Option:
+        if name not in self._by_name:
+            valid = ", ".join(self._by_name) or "none"
+            raise UsageError(f"{self.name} has no option {name!r}; valid: {valid}")
+        return self._by_name[name]
+
+    def check_options(
+        self, options: dict[str, object], device: str, precision: str
+    ) -> tuple[tuple[str, str], ...]:
+        """Validated, normalised, sorted option pairs for a cell on `device` at `precision`."""
+        out = []
+        for name, value in options.items():
+            spec = self.option(name)
+            if spec.devices and device not in spec.devices:
+                raise UsageError(
+                    f"{self.name} option {name} applies to {', '.join(spec.devices)} cells, "
+                    f"not {device}"
+                )
+            if spec.precisions and precision not in spec.precisions:
+                raise UsageError(
+                    f"{self.name} option {name} applies to {', '.join(spec.precisions)} cells, "
+                    f"not {precision}"
+                )
+            out.append((name, spec.normalize(self.name, value)))
+        return tuple(sorted(out))
+
+    def load_class(self) -> type:
+        return getattr(importlib.import_module(self.module), self.class_name)
+
+    def importable(self) -> bool:
+        return importlib.util.find_spec(self.requires) is not None
+
+
+SHAPE = Option(
+    "shape",
+    "choice",
+    "static: the graph compiled for the cell's input shape, as TVM and TensorRT are; "
+    "dynamic: the exported dynamic-batch graph as is",
+    choices=("static", "dynamic"),
+    default="static",
+)
+
+FRAMEWORKS: Registry[Framework] = Registry("framework")
+for _framework in (
+    Framework(
+        "torch",
+        "bench.backends.pytorch",
+        "TorchBackend",
+        "torch",
+        {"cpu": ("fp32", "bf16", "int8"), "cuda": ("fp32", "fp16", "bf16")},
+        {"cpu": "torch-cpu", "cuda": "torch-gpu"},
+        (
+            Option(
+                "channels_last", "bool", "NHWC memory format for weights and inputs", default="0"
+            ),
+            Option(
+                "compile",
+                "choice",
+                "torch.compile (Inductor) with this mode; compiled in the cold call",
+                choices=("default", "reduce-overhead", "max-autotune"),
+            ),
+            Option(
+                "cuda_graphs",
+                "bool",
+                "capture once on static buffers, replay",
+                default="0",
+                devices=("cuda",),
+            ),
+        ),
+        description="eager PyTorch, the reference",
+    ),
+    Framework(
+        "onnxruntime",
+        "bench.backends.onnxruntime",
+        "OnnxRuntimeBackend",
+        "onnxruntime",
+        {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16")},
+        {"cpu": "ort-cpu", "cuda": "ort-gpu"},
+        (
+            Option(
+                "ep",
+                "choice",
+                "the execution provider",
+                choices=("cuda", "tensorrt"),
+                default="cuda",
+                devices=("cuda",),
+            ),
+            SHAPE,
+            Option(
+                "quantizer",
+                "choice",
+                "ort: ONNX Runtime's own static quantization for CPUs; tensorrt: the QDQ graph "
+                "shaped for TensorRT (symmetric, weighted layers only)",
+                choices=("ort", "tensorrt"),
+                default="ort",
+                devices=("cpu",),
+                precisions=("int8",),
+            ),
+        ),
+    ),
+    Framework(
+        "openvino",
+        "bench.backends.openvino",
+        "OpenVinoBackend",
+        "openvino",
+        {"cpu": ("fp32", "bf16", "fp16", "int8")},
+        {"cpu": "ov-cpu"},
+        (
+            Option(
+                "hint",
+                "choice",
+                "latency: one synchronous call per batch (as every framework); throughput: "
+                "the batch split over OpenVINO's optimal number of async requests",
+                choices=("latency", "throughput"),
+                default="latency",
+            ),
+            SHAPE,
+            Option(
+                "quantizer",
+                "choice",
+                "nncf: OpenVINO's own post-training quantization; qdq: ONNX Runtime's int8 "
+                "graph, to compare both runtimes on one quantization",
+                choices=("nncf", "qdq"),
+                default="nncf",
+                precisions=("int8",),
+            ),
+        ),
+    ),
+    Framework(
+        "tvm",
+        "bench.backends.tvm",
+        "TvmBackend",
+        "tvm",
+        {"cpu": ("fp32",), "cuda": ("fp32",)},
+        {"cpu": "tvm-cpu", "cuda": "tvm-gpu"},
+        (
+            Option(
+                "trials", "int", "MetaSchedule tuning trials (0: untuned)", minimum=0, default="0"
+            ),
+            Option(
+                "trials_per_task",
+                "int",
+                "MetaSchedule's trials per task",
+                minimum=1,
+                default="64",
+            ),
+        ),
+    ),
+    Framework(
+        "tensorrt",
+        "bench.backends.tensorrt",
+        "TensorRtBackend",
+        "tensorrt",
+        {"cuda": ("fp32", "fp16", "int8")},
+        {"cuda": "trt-gpu"},
+    ),
+    # The native variants (bench/backends/native.py): the framework's C++ API from a C++ runner
+    # process, and the same C++ code called through ctypes.
+    *(
+        Framework(
+            f"{fw}-{variant}",
+            "bench.backends.native",
+            f"{cls}{suffix}",
+            fw,
+            {"cpu": precisions},
+            {"cpu": image},
+            variant_of=fw,
+        )
+        for fw, cls, precisions, image in (
+            ("openvino", "OpenVino", ("fp32", "bf16"), "ov-cpu"),
+            ("torch", "Torch", ("fp32",), "torch-cpu"),
+        )
+        for variant, suffix in (("cpp", "Cpp"), ("ctypes", "Ctypes"))
+    ),
+):
+    FRAMEWORKS.add(_framework.name, _framework)
+
+
+def frameworks_table() -> str:
+    """Every framework: where it runs, at which precisions, in which image."""
+    rows = [
+        "| framework | device: precisions (image) | native variant of |",
+        "| --- | --- | --- |",
+    ]
+    for name in FRAMEWORKS:
+        fw = FRAMEWORKS.get(name)
+        where = "; ".join(
+            f"{device}: {', '.join(precisions)} (`{fw.images[device]}`)"
+            for device, precisions in fw.precisions.items()
+        )
+        rows.append(f"| `{name}` | {where} | {fw.variant_of or '-'} |")
+    return "\n".join(rows)
+
+
+def options_table() -> str:
+    """The README's option table, from the data above (`python -m bench frameworks`)."""
+    rows = [
+        "| framework | option | values | default | applies to | what |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in FRAMEWORKS:
+        fw = FRAMEWORKS.get(name)
+        for o in fw.options:
+            where = ", ".join(o.devices + o.precisions) or "all cells"
+            default = o.default if o.default is not None else "-"
+            rows.append(f"| `{name}` | `{o.name}` | {o.valid()} | {default} | {where} | {o.help} |")
+    return "\n".join(rows)
