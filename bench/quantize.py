@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -48,16 +49,64 @@ RECIPES: dict[str, dict[str, object]] = {
 }
 
 
+# An int8 cell whose compute operators (convolutions, matrix products) run integer arithmetic
+# in a smaller share than this is labelled `mixed`, not int8: most of its time is float.
+INT8_MIN_INTEGER_FRACTION = 0.9
+
+
+def integer_fraction(integer: int, floating: int) -> float:
+    """The share of compute operators that run on integers (0 when there are none)."""
+    total = integer + floating
+    return integer / total if total else 0.0
+
+
+def int8_label(fraction: float) -> str:
+    """What an int8 cell ran: int8, mixed (some integer, mostly or partly float) or fp32."""
+    if fraction >= INT8_MIN_INTEGER_FRACTION:
+        return "int8"
+    return "mixed" if fraction > 0 else "fp32"
+
+
 def short_digest(doc: dict[str, object]) -> str:
     """16 hex characters of sha256 over a JSON document (a recipe and the versions applying
     it): the part of a cache key that changes whenever the way a model is rewritten does."""
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# ONNX Runtime's own static quantization for CPU inference, as its quantize_static documents
+# it ("Choosing parameters for CPU inference", onnxruntime 1.31): QDQ, uint8 activations with
+# int8 weights on x86 (int8 on Arm), every operator ONNX Runtime quantizes, after its own
+# pre-processing (shape inference and graph optimisation); per-channel weights, which it
+# recommends for ResNet-style convolutions' accuracy; reduce_range per the CPU (below).
+ORT_CPU_RECIPE: dict[str, object] = {
+    "tool": "onnxruntime.quantization.quantize_static",
+    # Its symbolic shape inference needs sympy, which the ort-cpu image does not carry; ONNX's
+    # own shape inference (kept) resolves every shape of these static-shaped CNN graphs.
+    "preprocess": "onnxruntime.quantization.shape_inference.quant_pre_process, skip_symbolic_shape",
+    "format": "QDQ",
+    "op_types": "every operator ONNX Runtime quantizes",
+    "weights": "int8 symmetric per-channel",
+    "bias": "int32 (ONNX Runtime's default)",
+    "calibration": "MinMax",
+    "source": "quantize_static, 'Choosing parameters for CPU inference' (onnxruntime 1.31)",
+}
+
+
+def _x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
+def ort_cpu_recipe() -> dict[str, object]:
+    """ONNX Runtime's CPU recipe for this CPU: uint8 activations on x86 (int8 on Arm), and
+    reduce_range where its int8 kernels saturate (no VNNI)."""
+    activations = "uint8 asymmetric per-tensor" if _x86() else "int8 asymmetric per-tensor"
+    return {**ORT_CPU_RECIPE, "activations": activations, **int8_cpu_settings("onnxruntime")}
+
+
 def qdq_recipe(for_cpu: bool = False) -> dict[str, object]:
-    """The int8 QDQ recipe: as TensorRT takes it (full 8-bit range: GPUs do not saturate), or
-    for a CPU runtime (ONNX Runtime, OpenVINO's quantizer=qdq) with ONNX Runtime's setting for
-    this CPU (`reduce_range` where int8 saturates without VNNI)."""
+    """The int8 QDQ recipe shaped for TensorRT: as TensorRT takes it (full 8-bit range: GPUs do
+    not saturate), or run by a CPU runtime (ONNX Runtime's option quantizer=tensorrt) with ONNX
+    Runtime's setting for this CPU (`reduce_range` where int8 saturates without VNNI)."""
     if not for_cpu:
         return RECIPES["int8"]
     return {**RECIPES["int8"], **int8_cpu_settings("onnxruntime")}
@@ -104,23 +153,9 @@ def convert_fp16(onnx_path: Path, out_path: Path) -> Path:
     return out_path
 
 
-def quantize_qdq(
-    onnx_path: Path,
-    out_path: Path,
-    input_name: str,
-    inputs: np.ndarray,
-    batch_size: int = 1,
-    reduce_range: bool = False,
-) -> Path:
-    """Write the explicitly quantized (QDQ) graph, calibrated on `inputs`; `reduce_range`
-    quantizes weights to 7 bits, ONNX Runtime's fix for CPUs whose int8 kernels saturate."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+def _samples_reader(input_name: str, inputs: np.ndarray, batch_size: int) -> object:
+    """An ONNX Runtime calibration reader over every sample, in the cell's batches."""
+    from onnxruntime.quantization import CalibrationDataReader
 
     class _Samples(CalibrationDataReader):
         def __init__(self) -> None:
@@ -130,11 +165,55 @@ def quantize_qdq(
             batch = next(self._batches, None)
             return None if batch is None else {input_name: batch}
 
+    return _Samples()
+
+
+def quantize_ort_cpu(
+    onnx_path: Path, out_path: Path, input_name: str, inputs: np.ndarray, batch_size: int = 1
+) -> Path:
+    """Write ONNX Runtime's own CPU quantization of the graph (`ort_cpu_recipe`)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    recipe = ort_cpu_recipe()
+    with atomic_path(out_path) as tmp:
+        pre = tmp.with_suffix(".pre.onnx")
+        quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
+        try:
+            quantize_static(
+                str(pre),
+                str(tmp),
+                _samples_reader(input_name, inputs, batch_size),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                reduce_range=bool(recipe["reduce_range"]),
+                activation_type=QuantType.QUInt8 if _x86() else QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+        finally:
+            pre.unlink(missing_ok=True)
+    return out_path
+
+
+def quantize_qdq(
+    onnx_path: Path,
+    out_path: Path,
+    input_name: str,
+    inputs: np.ndarray,
+    batch_size: int = 1,
+    reduce_range: bool = False,
+) -> Path:
+    """Write the explicitly quantized (QDQ) graph shaped for TensorRT, calibrated on `inputs`;
+    `reduce_range` quantizes weights to 7 bits, ONNX Runtime's fix for CPUs whose int8 kernels
+    saturate."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
     with atomic_path(out_path) as tmp:
         quantize_static(
             str(onnx_path),
             str(tmp),
-            _Samples(),
+            _samples_reader(input_name, inputs, batch_size),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(QDQ_OP_TYPES),
             per_channel=True,
@@ -151,6 +230,23 @@ def quantize_qdq(
             },
         )
     return out_path
+
+
+def ort_cpu_int8_onnx(artifact: Artifact) -> tuple[Path, bool]:
+    """The artifact quantized by ONNX Runtime's own CPU recipe, cached: (path, reused?)."""
+    recipe = ort_cpu_recipe()
+    parts = [
+        artifact.key[:16],
+        "int8-ort-cpu",
+        recipe_digest("int8", recipe),
+        calibration_digest(artifact.inputs)[:16],
+    ]
+    path = cache_dir("onnx", "-".join(parts) + ".onnx")
+    if path.is_file():
+        return path, True
+    batch = calibration_batch_size(artifact)
+    quantize_ort_cpu(artifact.onnx_path, path, artifact.input_name, artifact.inputs, batch)
+    return path, False
 
 
 def reduced_precision_onnx(

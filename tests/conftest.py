@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,17 @@ from helpers import SMALL_MODEL, onnx_artifact_of
 
 from bench.artifact import Artifact
 from bench.export import ExportSpec, export
+
+_AFFINITY = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+
+
+@pytest.fixture(autouse=True)
+def _restore_cpu_affinity():
+    """A backend loaded in the test process may pin it (TVM's thread pool binds the calling
+    thread to a core): every test starts with the CPUs the suite started with."""
+    yield
+    if _AFFINITY is not None:
+        os.sched_setaffinity(0, _AFFINITY)
 
 
 @pytest.fixture(scope="session")
@@ -47,4 +59,12 @@ def conv_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
 def maskrcnn_artifact(artifacts_dir: Path) -> Artifact:
     """maskrcnn_resnet50_fpn, random weights, the sample photos: a real export (~25 s)."""
     artifact, _ = export(ExportSpec(model="maskrcnn_resnet50_fpn"), artifacts_dir)
+    return artifact
+
+
+@pytest.fixture(scope="session")
+def resnet50_artifact(artifacts_dir: Path) -> Artifact:
+    """resnet50, random weights, the sample photos (~30 s; test_cli's end-to-end export reuses
+    it)."""
+    artifact, _ = export(ExportSpec(model="resnet50"), artifacts_dir)
     return artifact

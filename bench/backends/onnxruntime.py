@@ -1,15 +1,17 @@
 """ONNX Runtime. On CPU, the CPU execution provider configured as its documentation recommends
 for latency: all graph optimisations, sequential execution, an explicit intra-op thread count.
-int8 on CPU runs the static QDQ graph calibrated on the sample photos (`bench.quantize`, the
-same graph OpenVINO and TensorRT get); ORT fuses its Q/DQ pairs into integer kernels, and the
-optimised graph it saves is read back to count them.
+The graph runs at the cell's static input shape (the batch dimension fixed by a free-dimension
+override, as TVM and TensorRT compile for it), or as exported with option shape=dynamic.
+int8 on CPU runs ONNX Runtime's own static quantization for CPUs, calibrated on the sample
+photos (`bench.quantize.ort_cpu_recipe`; option quantizer=tensorrt: the QDQ graph shaped for
+TensorRT); ORT fuses its Q/DQ pairs into integer kernels, and the optimised graph it saves is
+read back to count them: below 90% integer compute operators the cell is labelled mixed.
 On CUDA, the CUDA or TensorRT EP (option `ep`) on the same session options, with IO binding for
 the device-compute scope (see bench/backends/ort_cuda.py for the providers and fp16)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import onnxruntime as ort
@@ -18,7 +20,15 @@ from bench.backends import ort_cuda
 from bench.backends.base import Backend
 from bench.backends.cuda import cuda_unavailable_reason
 from bench.errors import Unsupported
-from bench.quantize import calibration_record, qdq_recipe, reduced_precision_onnx
+from bench.quantize import (
+    calibration_record,
+    int8_label,
+    integer_fraction,
+    ort_cpu_int8_onnx,
+    ort_cpu_recipe,
+    qdq_recipe,
+    reduced_precision_onnx,
+)
 
 # Errors by which ONNX Runtime says it cannot run a graph, as opposed to crashing.
 _UNSUPPORTED_ERRORS = tuple(
@@ -28,24 +38,39 @@ _UNSUPPORTED_ERRORS = tuple(
 )
 
 
+# The compute operators of an optimised ORT graph, by the arithmetic they run.
+INTEGER_COMPUTE = frozenset(
+    {"QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger",
+     "MatMulIntegerToFloat", "DynamicQuantizeMatMul"}
+)  # fmt: skip
+FLOAT_COMPUTE = frozenset(
+    {"Conv", "FusedConv", "ConvTranspose", "Gemm", "FusedGemm", "MatMul", "FusedMatMul"}
+)
+
+
 def quantized_op_counts(onnx_path: Path) -> dict[str, int]:
-    """How many of a graph's compute ops run on integers (QLinear*, *Integer) and how many in
-    float (Conv, Gemm, MatMul), from the graph ORT saved after optimisation."""
+    """How many of a graph's compute operators (convolutions, matrix products) run on integers
+    and how many in float, from the graph ORT saved after optimisation."""
     import onnx
 
     nodes = onnx.load(str(onnx_path), load_external_data=False).graph.node
-    integer = sum(1 for n in nodes if n.op_type.startswith("QLinear") or "Integer" in n.op_type)
-    floating = sum(1 for n in nodes if n.op_type in ("Conv", "Gemm", "MatMul", "FusedConv"))
+    integer = sum(1 for n in nodes if n.op_type in INTEGER_COMPUTE)
+    floating = sum(1 for n in nodes if n.op_type in FLOAT_COMPUTE)
     return {"integer": integer, "float": floating}
+
+
+def _denormals(options: ort.SessionOptions) -> str:
+    """ONNX Runtime's denormal handling: flushed to zero only with session.set_denormal_as_zero
+    (off unless set, which this project never does)."""
+    try:
+        flush = options.get_session_config_entry("session.set_denormal_as_zero") == "1"
+    except RuntimeError:  # unset: ONNX Runtime's default
+        flush = False
+    return "flushed to zero" if flush else "IEEE (kept)"
 
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    precisions: ClassVar[dict[str, tuple[str, ...]]] = {
-        "cpu": ("fp32", "int8"),
-        "cuda": ("fp32", "fp16"),
-    }
-    option_names = ("ep",)
 
     def _device_unavailable(self) -> str | None:
         return cuda_unavailable_reason() if self.cell.device == "cuda" else None
@@ -59,12 +84,18 @@ class OnnxRuntimeBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Errors only: a detector's outputs vary in size, and ORT warns about every one of them.
         options.log_severity_level = 3
+        self.input_shape = self._shape(options)
         self.model_path, providers = self.artifact.onnx_path, ["CPUExecutionProvider"]
         self.optimized_path: Path | None = None
+        self.quantizer = None
         if self.ep != "cpu":
             self.model_path, providers = self._gpu_setup()
         elif self.precision == "int8":
-            self.model_path, _ = reduced_precision_onnx(self.artifact, "int8", for_cpu=True)
+            self.quantizer = self.cell.option("quantizer", "ort")
+            if self.quantizer == "ort":
+                self.model_path, _ = ort_cpu_int8_onnx(self.artifact)
+            else:
+                self.model_path, _ = reduced_precision_onnx(self.artifact, "int8", for_cpu=True)
             # ORT writes the graph it will run: the read-back of what its optimiser fused.
             self.optimized_path = self.model_path.with_suffix(".ort-cpu-optimized.onnx")
             options.optimized_model_filepath = str(self.optimized_path)
@@ -76,6 +107,16 @@ class OnnxRuntimeBackend(Backend):
             ort_cuda.require_active(self.session, self.ep)
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.binding = None
+
+    def _shape(self, options: ort.SessionOptions) -> dict[str, object]:
+        """Fix the batch dimension at the cell's (shape=static, the default), or leave the
+        graph's dynamic batch (shape=dynamic); returns what the result records."""
+        declared = self.artifact.meta["inputs"][0]["shape"]
+        mode = self.cell.option("shape", "static")
+        if mode == "static" and isinstance(declared[0], str):
+            options.add_free_dimension_override_by_name(declared[0], self.cell.batch_size)
+        dims = [self.cell.batch_size, *declared[1:]] if mode == "static" else declared
+        return {"mode": mode, "dims": dims}
 
     def _gpu_setup(self) -> tuple[Path, list]:
         """The graph and providers of a cuda cell, after checking the EP can load at all."""
@@ -119,15 +160,20 @@ class OnnxRuntimeBackend(Backend):
             "providers": self.session.get_providers(),
             "graph_optimization_level": str(options.graph_optimization_level),
             "execution_mode": str(options.execution_mode),
+            "input_shape": self.input_shape,
+            "denormals": _denormals(options),
         }
         if self.ep != "cpu":
             info.update(self._gpu_info())
         elif self.optimized_path is not None:
             ops = quantized_op_counts(self.optimized_path)
-            info["precision_run"] = "int8" if ops["integer"] else "fp32"
             info["optimized_op_counts"] = ops
+            info["integer_fraction"] = fraction = integer_fraction(ops["integer"], ops["float"])
+            info["precision_run"] = int8_label(fraction)
+            info["quantizer"] = self.quantizer
             info["model_file"] = str(self.model_path)
-            info["calibration"] = calibration_record(self.artifact, qdq_recipe(for_cpu=True))
+            recipe = ort_cpu_recipe() if self.quantizer == "ort" else qdq_recipe(for_cpu=True)
+            info["calibration"] = calibration_record(self.artifact, recipe)
         return info
 
     def _gpu_info(self) -> dict[str, object]:

@@ -6,15 +6,19 @@
   AVX512-FP16) ends the cell as unsupported instead.
 - The runtime model's per-layer precisions are recorded too (`layer_precisions`): with a bf16
   hint some layers stay in f32, and the result shows how many.
-- Batch 1 compiles with the LATENCY hint and runs one synchronous request. Larger batches
-  (throughput cells) compile with the THROUGHPUT hint, and one `infer` call splits the batch
-  across the plugin's optimal number of asynchronous requests, so its streams work in
-  parallel; the request and stream counts are recorded.
+- Every batch compiles with the LATENCY hint and runs one synchronous request on the whole
+  batch, as every other framework makes one call per batch. Option hint=throughput compiles
+  with the THROUGHPUT hint and one `infer` call splits the batch across the plugin's optimal
+  number of asynchronous requests, so its streams work in parallel (labelled so in reports);
+  the request and stream counts are recorded.
+- The model is reshaped to the cell's static input shape before compiling (as TVM and
+  TensorRT compile for it); option shape=dynamic keeps the exported dynamic batch.
 - The thread budget is `inference_num_threads`, read back from the compiled model.
 - int8: option `quantizer=nncf` (the default: OpenVINO's own post-training quantization,
-  bench/backends/ov_nncf.py) or `quantizer=qdq` (the QDQ graph ONNX Runtime and TensorRT run,
-  bench/quantize.py), both calibrated on the artifact's photos; the layers left in float run
-  at f32, and the runtime model must have i8/u8 layers for the cell to count as int8.
+  bench/backends/ov_nncf.py) or `quantizer=qdq` (ONNX Runtime's int8 graph, bench/quantize.py,
+  to compare both runtimes on one quantization), both calibrated on the artifact's photos; the
+  layers left in float run at f32, and below 90% of convolutions and matrix products in
+  i8/u8 the cell is labelled mixed.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import importlib.util
 import re
 from collections import Counter
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import openvino as ov
@@ -34,12 +37,19 @@ from bench.backends import ov_nncf
 from bench.backends.base import Backend
 from bench.backends.cpu import bf16_unsupported_reason
 from bench.errors import Unsupported
-from bench.quantize import calibration_record, qdq_recipe, reduced_precision_onnx
+from bench.quantize import (
+    calibration_record,
+    int8_label,
+    integer_fraction,
+    ort_cpu_int8_onnx,
+    ort_cpu_recipe,
+)
 
 _OV_TYPES = {"fp32": ov.Type.f32, "bf16": ov.Type.bf16, "fp16": ov.Type.f16}
 _NAMES = {ov.Type.f32: "fp32", ov.Type.bf16: "bf16", ov.Type.f16: "fp16"}
 HINTS = {"latency": hints.PerformanceMode.LATENCY, "throughput": hints.PerformanceMode.THROUGHPUT}
-QUANTIZERS = ("nncf", "qdq")  # int8: the first is the default
+# The runtime model's layer types that carry the arithmetic (their precision is what ran).
+_COMPUTE_LAYERS = frozenset({"Convolution", "GroupConvolution", "FullyConnected", "MatMul"})
 
 
 def _first_cause(message: str) -> str:
@@ -52,26 +62,22 @@ def _first_cause(message: str) -> str:
 
 class OpenVinoBackend(Backend):
     name = "openvino"
-    precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32", "bf16", "fp16", "int8")}
-    option_names = ("hint", "quantizer")
     handles_auto = True  # auto: no inference precision set; OpenVINO picks, it is read back
 
     def _load(self) -> None:
         core = ov.Core()
-        hint = self.cell.option("hint", "latency" if self.cell.batch_size == 1 else "throughput")
-        if hint not in HINTS:
-            raise Unsupported(f"openvino hint {hint!r}; valid: {', '.join(HINTS)}")
-        self.hint = hint
+        self.hint = hint = self.cell.option("hint", "latency")
         if self.cell.precision == "bf16" and (reason := bf16_unsupported_reason()):
             raise Unsupported(f"openvino bf16: {reason}")
         int8 = self.cell.precision == "int8"
         auto = self.cell.precision == "auto"
-        self.quantizer = self._quantizer(int8)
+        self.quantizer = self.cell.option("quantizer", "nncf") if int8 else None
         try:
             # int8: a quantized model calibrated on the sample photos; OpenVINO runs its
             # quantized layers as int8 kernels and the rest at f32, not this CPU's default bf16.
             self.model_path, self.model_reused = self._quantized(core) if int8 else (None, None)
             model = core.read_model(str(self.model_path or self.artifact.onnx_path))
+            self.input_shape = self._shape(model)
             config = {
                 hints.performance_mode: HINTS[hint],
                 props.inference_num_threads: self.cell.threads,
@@ -82,7 +88,7 @@ class OpenVinoBackend(Backend):
         except RuntimeError as exc:  # OpenVINO reports conversion and compile errors this way
             raise Unsupported(f"openvino: {_first_cause(str(exc))}") from exc
         ran = self.compiled.get_property(hints.inference_precision)
-        if int8 and not self._integer_layers():
+        if int8 and not self._compute_layers()["integer"]:
             raise Unsupported(
                 f"OpenVINO ran no layer of the {self.quantizer}-quantized model in int8 here"
             )
@@ -102,16 +108,23 @@ class OpenVinoBackend(Backend):
         ours = output.get_names() & set(self.artifact.output_names)
         return ours.pop() if len(ours) == 1 else output.get_any_name()
 
-    def _quantizer(self, int8: bool) -> str | None:
-        """The int8 quantizer the cell asks for (option `quantizer`), None for float cells."""
-        asked = self.cell.option("quantizer")
-        if asked is None:
-            return QUANTIZERS[0] if int8 else None
-        if asked not in QUANTIZERS:
-            raise Unsupported(f"openvino quantizer {asked!r}; valid: {', '.join(QUANTIZERS)}")
-        if not int8:
-            raise Unsupported(f"openvino option quantizer applies to int8, not {self.precision}")
-        return asked
+    def _shape(self, model: ov.Model) -> dict[str, object]:
+        """Reshape to the cell's static input shape (shape=static, the default) or keep the
+        graph's dynamic batch (shape=dynamic); returns what the result records."""
+        declared = self.artifact.meta["inputs"][0]["shape"]
+        # The async requests of hint=throughput take chunks of the batch: a shape of their own.
+        mode = self.cell.option("shape", "dynamic" if self.hint == "throughput" else "static")
+        if mode == "static" and self.hint == "throughput":
+            raise Unsupported(
+                "openvino shape=static with hint=throughput: the async requests split the batch "
+                "into chunks of other shapes; use shape=dynamic"
+            )
+        if mode == "static":
+            dims = [self.cell.batch_size, *declared[1:]]
+            if isinstance(declared[0], str):
+                model.reshape({model.inputs[0].get_any_name(): dims})
+            return {"mode": mode, "dims": dims}
+        return {"mode": mode, "dims": declared}
 
     def _quantized(self, core: ov.Core) -> tuple[Path, bool]:
         """The int8 model file and whether it came from the cache."""
@@ -121,7 +134,7 @@ class OpenVinoBackend(Backend):
                     "openvino quantizer=qdq: the QDQ graph is made with onnx and onnxruntime, "
                     "which are not installed here (the ov-cpu image has NNCF, the default)"
                 )
-            return reduced_precision_onnx(self.artifact, "int8", for_cpu=True)
+            return ort_cpu_int8_onnx(self.artifact)
         return ov_nncf.quantized_ir(core, self.artifact)
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -150,15 +163,32 @@ class OpenVinoBackend(Backend):
                 counts[info["runtimePrecision"].astype(str)] += 1
         return dict(counts)
 
-    def _integer_layers(self) -> int:
-        return sum(n for p, n in self._layer_precisions().items() if p in ("i8", "u8"))
+    def _compute_layers(self) -> dict[str, int]:
+        """The runtime model's convolutions and matrix products, by the precision they run."""
+        counts = {"integer": 0, "float": 0}
+        for op in self.compiled.get_runtime_model().get_ops():
+            info = op.get_rt_info()
+            if "layerType" not in info or info["layerType"].astype(str) not in _COMPUTE_LAYERS:
+                continue
+            integer = info["runtimePrecision"].astype(str) in ("i8", "u8")
+            counts["integer" if integer else "float"] += 1
+        return counts
 
     def _runtime_info(self) -> dict[str, object]:
         c = self.compiled
         run = _NAMES[c.get_property(hints.inference_precision)]
+        layers = self._compute_layers()
+        fraction = integer_fraction(layers["integer"], layers["float"])
         return {
-            # int8 when the runtime model has int8 layers (the rest run at the float precision).
-            "precision_run": "int8" if self._integer_layers() else run,
+            # int8 when the compute layers run int8 (mixed when some do), else the float one.
+            "precision_run": int8_label(fraction) if self.quantizer else run,
+            "integer_fraction": fraction if self.quantizer else None,
+            "compute_layers": layers,
+            "input_shape": self.input_shape,
+            # CPU_DENORMALS_OPTIMIZATION (flush to zero) is the plugin's; off unless set.
+            "denormals": "flushed to zero"
+            if c.get_property("CPU_DENORMALS_OPTIMIZATION")
+            else "IEEE (kept)",
             "model_file": str(self.model_path or self.artifact.onnx_path),
             "quantizer": self.quantizer,
             "quantized_model_reused": self.model_reused,
@@ -174,7 +204,7 @@ class OpenVinoBackend(Backend):
     def _calibration(self) -> dict[str, object] | None:
         if self.quantizer is None:
             return None
-        recipe = ov_nncf.recipe() if self.quantizer == "nncf" else qdq_recipe(for_cpu=True)
+        recipe = ov_nncf.recipe() if self.quantizer == "nncf" else ort_cpu_recipe()
         return calibration_record(self.artifact, recipe)
 
     def _close(self) -> None:

@@ -20,32 +20,25 @@
 from __future__ import annotations
 
 import contextlib
-from typing import ClassVar
 
 import numpy as np
 import torch
 
 from bench.backends import torch_int8
-from bench.backends.base import Backend
+from bench.backends.base import Backend, static_input_shape
 from bench.backends.cpu import bf16_unsupported_reason
 from bench.backends.cuda import cuda_unavailable_reason
 from bench.errors import Unsupported
 from bench.models import MODELS
 from bench.models.build import as_graph, build_model
-from bench.quantize import calibration_batches, calibration_record
+from bench.quantize import calibration_batches, calibration_record, int8_label, integer_fraction
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PRECISION_OF = {v: k for k, v in DTYPES.items()}
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 class TorchBackend(Backend):
     name = "torch"
-    precisions: ClassVar[dict[str, tuple[str, ...]]] = {
-        "cpu": ("fp32", "bf16", "int8"),
-        "cuda": ("fp32", "fp16", "bf16"),
-    }
-    option_names = ("channels_last", "compile", "cuda_graphs")
 
     def _device_unavailable(self) -> str | None:
         if self.cell.device != "cuda":
@@ -60,12 +53,8 @@ class TorchBackend(Backend):
         self.channels_last = self.cell.option("channels_last", "0") == "1"
         self.compile_mode = self.cell.option("compile")
         self.cuda_graphs = self.cell.option("cuda_graphs", "0") == "1"
-        if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
-            raise Unsupported(
-                f"torch option compile={self.compile_mode}; valid: {', '.join(COMPILE_MODES)}"
-            )
-        if self.cuda_graphs and self.cell.device != "cuda":
-            raise Unsupported("torch option cuda_graphs=1 needs device cuda")
+        # Names, values and devices are the framework table's (checked with the cell); what is
+        # left is the one combination the table cannot say.
         if self.cuda_graphs and self.compile_mode:
             raise Unsupported(
                 "torch options cuda_graphs and compile together: use compile=reduce-overhead, "
@@ -174,6 +163,28 @@ class TorchBackend(Backend):
     def framework_version(self) -> str:
         return torch.__version__
 
+    def _memory_format_read_back(self) -> dict[str, str]:
+        """The layout the weights and inputs really have, from the tensors (not the option):
+        the first convolution weight with a spatial extent, and a converted input."""
+
+        def layout(t: torch.Tensor) -> str:
+            if t.is_contiguous():
+                return "contiguous (NCHW)"
+            return (
+                "channels_last (NHWC)"
+                if t.is_contiguous(memory_format=torch.channels_last)
+                else "other"
+            )
+
+        weight = next(
+            (p for p in self.model.parameters() if p.dim() == 4 and p.shape[-1] > 1), None
+        )
+        sample = self._to_device(self.artifact.inputs[:1])
+        return {
+            "weights": "none" if weight is None else layout(weight),
+            "inputs": layout(sample),
+        }
+
     def _runtime_info(self) -> dict[str, object]:
         dtypes = {p.dtype for p in self.model.parameters()}
         only = next(iter(dtypes)) if len(dtypes) == 1 else None
@@ -181,8 +192,15 @@ class TorchBackend(Backend):
             # Read back from the model's parameters: what the kernels were given.
             "precision_run": PRECISION_OF.get(only) or ",".join(sorted(map(str, dtypes))),
             "threads": torch.get_num_threads(),
+            # torch.set_flush_denormal is off unless called, which this project never does.
+            "denormals": "IEEE (kept)",
+            # Eager PyTorch takes whatever shape it is given; compiled code is specialised.
+            "input_shape": static_input_shape(self.artifact, self.cell)
+            if self.compile_mode or self.int8
+            else {"mode": "eager", "dims": list(self.artifact.meta["inputs"][0]["shape"])},
             "interop_threads": torch.get_num_interop_threads(),
             "channels_last": self.channels_last,
+            "memory_format": self._memory_format_read_back(),
             "compile_mode": self.compile_mode,
         }
         if self.int8:
@@ -205,9 +223,14 @@ class TorchBackend(Backend):
         return info
 
     def _int8_info(self) -> dict[str, object]:
+        fraction = integer_fraction(
+            sum(self.int8_kernels.values()), sum(self.float_kernels.values())
+        )
         return {
-            # Read back from the code Inductor generated: the oneDNN int8 kernels it calls.
-            "precision_run": "int8",
+            # Read back from the code Inductor generated: the oneDNN int8 kernels it calls,
+            # against the float convolution and matmul kernels it calls instead.
+            "precision_run": int8_label(fraction),
+            "integer_fraction": fraction,
             "compile_mode": self.compile_mode or "default",
             "inductor_freezing": True,
             "int8_kernels": self.int8_kernels,

@@ -23,14 +23,13 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import tensorrt as trt
 from cuda.bindings import runtime as cudart
 
 from bench.artifact import Artifact
-from bench.backends.base import Backend
+from bench.backends.base import Backend, static_input_shape
 from bench.backends.cuda import cuda_unavailable_reason
 from bench.backends.tensorrt_engine import (
     cuda_check,
@@ -95,7 +94,6 @@ class _PinnedArray:
 class TensorRtBackend(Backend):
     # TensorRT's own default would be fp32 with TF32 on: not a precision this project labels.
     name = "tensorrt"
-    precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cuda": ("fp32", "fp16", "int8")}
     auto_precision = None
 
     def __init__(self, artifact: Artifact, cell: Cell) -> None:
@@ -291,6 +289,7 @@ class TensorRtBackend(Backend):
             for n in self._names
         }
         inspector = engine.create_engine_inspector()
+        self._info["input_shape"] = static_input_shape(self.artifact, self.cell)
         info = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
         layers = layer_output_dtypes(info)
         return {

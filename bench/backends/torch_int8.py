@@ -138,6 +138,10 @@ def quantized_program(
     it is only called when the cache has no program."""
     path = program_path(artifact, len(batches[0]), channels_last)
     if path.is_file():
+        # The program's quantize/dequantize ops are torchao's: registered when it is imported,
+        # which a fresh process (a later round, another cell) has not done yet.
+        import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
+
         return torch.export.load(str(path)).module(), path, True
     converted = quantize(build(), batches)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:

@@ -35,7 +35,6 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import onnx
@@ -46,12 +45,14 @@ from tvm.relax.frontend.onnx import from_onnx
 from tvm.s_tir import meta_schedule as ms
 
 from bench.backends import tvm_cuda
-from bench.backends.base import Backend
+from bench.backends.base import Backend, static_input_shape
 from bench.backends.cuda import cuda_unavailable_reason
 from bench.errors import Unsupported
+from bench.frameworks import FRAMEWORKS
 from bench.fsutil import atomic_write_text, cache_dir
 
-DEFAULT_TRIALS_PER_TASK = 64
+# The framework table holds the default (bench/frameworks.py).
+DEFAULT_TRIALS_PER_TASK = int(FRAMEWORKS.get("tvm").option("trials_per_task").default or 64)
 _DONE = "deploybench_tuning.json"  # written when a tuning run has finished: its budget
 _FAILED_RUN_S = 1e9  # MetaSchedule records a candidate that failed to build or run as 1e10 s
 # Why a TVM cell at a reduced precision is unsupported, said in its reason.
@@ -77,11 +78,33 @@ def tuning_dir(artifact_key: str, target: dict[str, object], batch_size: int) ->
     return cache_dir("tvm", f"{artifact_key[:16]}-{digest[:12]}")
 
 
+def _valid(record: object) -> bool:
+    runs = record.run_secs
+    return bool(runs) and max(float(x) for x in runs) < _FAILED_RUN_S
+
+
 def valid_records(work_dir: Path) -> int:
     """Tuning records of candidates that built and ran."""
     db = ms.database.JSONDatabase(work_dir=str(work_dir))
-    runs = [r.run_secs for r in db.get_all_tuning_records()]
-    return sum(1 for s in runs if s and max(float(x) for x in s) < _FAILED_RUN_S)
+    return sum(1 for r in db.get_all_tuning_records() if _valid(r))
+
+
+def tuned_workloads(work_dir: Path) -> int:
+    """How many distinct tasks (workloads) have at least one candidate that built and ran."""
+    db = ms.database.JSONDatabase(work_dir=str(work_dir))
+    # A workload's JSON form starts with its structural hash.
+    return len({str(r.workload.as_json()[0]) for r in db.get_all_tuning_records() if _valid(r)})
+
+
+def tuning_label(trials: int, tasks: int | None, tuned: int | None, per_task: int) -> str:
+    """UNTUNED; LIGHTLY TUNED when the budget leaves tasks without a measured candidate; else
+    TUNED. The note says how much of the full budget (tasks x trials per task) was given."""
+    if trials == 0 or not tasks:
+        return "UNTUNED"
+    share = f"{trials} trials of {tasks} tasks x {per_task}"
+    if tuned is not None and tuned < tasks:
+        return f"LIGHTLY TUNED ({tuned} of {tasks} tasks tuned; {share})"
+    return f"TUNED ({share})"
 
 
 def build_candidate(mod: tvm.IRModule, target: tvm.target.Target, _params: object) -> object:
@@ -108,8 +131,6 @@ def prepare_for_tuning(mod: tvm.IRModule, target: tvm.target.Target, prepack: bo
 
 class TvmBackend(Backend):
     name = "tvm"
-    precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32",), "cuda": ("fp32",)}
-    option_names = ("trials", "trials_per_task")
 
     def _device_unavailable(self) -> str | None:
         return cuda_unavailable_reason() if self.cell.device == "cuda" else None
@@ -161,6 +182,8 @@ class TvmBackend(Backend):
         mod, params = relax.frontend.detach_params(mod)
         self.tuning_s, self.tuning_reused, self.tuning_database = 0.0, False, None
         self.trials_run, self.records = 0, 0  # this load's successful trials; the database's
+        self.tasks: int | None = None  # tuning tasks of the model, and those tuned (trials > 0)
+        self.tuned_tasks: int | None = None
         self.schedule_rules: dict[str, int] = {}
         if self.trials:
             mod = self._tune(mod, target)
@@ -181,13 +204,9 @@ class TvmBackend(Backend):
         self.compile_s = time.perf_counter() - start - self.tuning_s
 
     def _budget(self) -> tuple[int, int]:
-        try:
-            trials = int(self.cell.option("trials", "0"))
-            per_task = int(self.cell.option("trials_per_task", str(DEFAULT_TRIALS_PER_TASK)))
-        except ValueError as exc:
-            raise Unsupported(f"tvm options trials, trials_per_task are integers: {exc}") from exc
-        if trials < 0 or per_task < 1:
-            raise Unsupported("tvm option trials must be >= 0 and trials_per_task >= 1")
+        """(trials, trials per task): integers in range, as the framework table checked."""
+        trials = int(self.cell.option("trials", "0"))
+        per_task = int(self.cell.option("trials_per_task", str(DEFAULT_TRIALS_PER_TASK)))
         return trials, min(per_task, trials)
 
     def _tune(self, mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
@@ -198,11 +217,12 @@ class TvmBackend(Backend):
         self.tuning_reused = (
             done.get("trials", 0) >= self.trials and done.get("trials_per_task", 0) >= self.per_task
         )
+        prepared = prepare_for_tuning(mod, target, self.prepack)
+        self.tasks = len(ms.relax_integration.extract_tasks(prepared, target))
         if not self.tuning_reused:
             started = time.perf_counter()
             work_dir.mkdir(parents=True, exist_ok=True)
             before = valid_records(work_dir)
-            prepared = prepare_for_tuning(mod, target, self.prepack)
             ms.relax_integration.tune_relax(
                 prepared,
                 {},
@@ -223,6 +243,7 @@ class TvmBackend(Backend):
             budget = {"trials": self.trials, "trials_per_task": self.per_task}
             atomic_write_text(done_file, json.dumps(budget))
         self.tuning_database, self.records = str(work_dir), valid_records(work_dir)
+        self.tuned_tasks = tuned_workloads(work_dir)
         return relax.pipeline.static_shape_tuning_pipeline(
             0, target, str(work_dir), cpu_weight_prepack=self.prepack
         )(mod)
@@ -251,8 +272,13 @@ class TvmBackend(Backend):
         return {
             "precision_run": "fp32",  # the imported graph is float32 and no pass converts it
             "threads": self._threads(),
+            "input_shape": static_input_shape(self.artifact, self.cell),
+            "denormals": "IEEE (kept: LLVM's code does not set flush-to-zero)",
             "target": self.target,
             "tuned": self.trials > 0,
+            "tuning": tuning_label(self.trials, self.tasks, self.tuned_tasks, self.per_task),
+            "tuning_tasks": self.tasks,
+            "tuning_tasks_tuned": self.tuned_tasks,
             "tuning_trials": self.trials,
             "tuning_trials_per_task": self.per_task,
             "tuning_trials_run": self.trials_run,

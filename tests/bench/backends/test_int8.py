@@ -5,7 +5,10 @@ recorded, the parity is judged by the int8 tier, and quantized models are cached
 
 from __future__ import annotations
 
+import json
 import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,8 @@ from onnx import numpy_helper
 
 from bench.backends import torch_int8
 from bench.backends.cpu import INT8_WITHOUT_VNNI, int8_cpu_settings, int8_saturates
-from bench.quantize import RECIPES, qdq_recipe
+from bench.errors import UsageError
+from bench.quantize import ORT_CPU_RECIPE, ort_cpu_recipe, qdq_recipe
 
 # The forced-flags override (bench.backends.cpu): the other CPUs of this machine kind.
 ZEN3_FLAGS = "avx,avx2,fma,f16c,sse4_2"
@@ -54,12 +58,17 @@ def test_int8_runs_integer_kernels_and_reports_its_parity(
     doc = run_cell_to_file(small_artifact, tmp_path, framework, precision="int8")
     assert doc["status"] == "ok", doc["reason"]
     runtime = doc["runtime"]
-    assert (runtime["precision_requested"], runtime["precision_run"]) == ("int8", "int8")
+    # int8 when at least 90% of the compute operators run integer, mixed below (NNCF leaves
+    # mobilenet_v3_small's squeeze-excitation layers in float: about 80% here).
+    fraction = runtime["integer_fraction"]
+    assert 0.5 < fraction <= 1.0
+    assert runtime["precision_requested"] == "int8"
+    assert runtime["precision_run"] == ("int8" if fraction >= 0.9 else "mixed")
     _assert_int8_read_back(doc, framework)
     calibration = runtime["calibration"]
     assert calibration["samples"] == len(small_artifact.inputs) == len(calibration["images"])
     recipe_tool = {
-        "onnxruntime": RECIPES["int8"]["tool"],
+        "onnxruntime": ORT_CPU_RECIPE["tool"],
         "openvino": "nncf.quantize",  # OpenVINO's own quantizer is its default
         "torch": torch_int8.RECIPE["tool"],
     }[framework]
@@ -94,33 +103,71 @@ def test_a_quantized_model_is_cached_and_reused(
         assert a["rel_l2"] == pytest.approx(b["rel_l2"], rel=1e-6)
 
 
-def test_openvino_quantizer_qdq_runs_the_shared_qdq_graph(small_artifact, tmp_path, cache):
+def test_openvino_quantizer_qdq_runs_onnx_runtimes_graph(small_artifact, tmp_path, cache):
     doc = run_cell_to_file(
         small_artifact, tmp_path, "openvino", precision="int8", options=(("quantizer", "qdq"),)
     )
     assert doc["status"] == "ok", doc["reason"]
     runtime = doc["runtime"]
-    assert runtime["quantizer"] == "qdq" and runtime["precision_run"] == "int8"
-    assert runtime["model_file"].endswith(".onnx")  # the graph ONNX Runtime runs too
-    assert runtime["calibration"]["recipe"] == qdq_recipe(for_cpu=True)
+    assert runtime["quantizer"] == "qdq" and runtime["precision_run"] in ("int8", "mixed")
+    ort = run_cell_to_file(small_artifact, tmp_path, "onnxruntime", precision="int8")
+    assert runtime["model_file"] == ort["runtime"]["model_file"]  # the one ONNX Runtime runs
+    assert runtime["calibration"]["recipe"] == ort_cpu_recipe()
     _assert_int8_read_back(doc, "openvino")
+
+
+def test_onnxruntime_runs_its_own_recipe_or_the_tensorrt_shaped_graph(
+    resnet50_artifact, conv_artifact, tmp_path, cache
+):
+    own = run_cell_to_file(resnet50_artifact, tmp_path, "onnxruntime", precision="int8")
+    assert own["status"] == "ok", own["reason"]
+    runtime = own["runtime"]
+    # Every convolution and the classifier integer: resnet50 has 53 convolutions and 1 Gemm.
+    assert runtime["optimized_op_counts"] == {"integer": 54, "float": 0}
+    assert runtime["integer_fraction"] == 1.0 and runtime["precision_run"] == "int8"
+    assert runtime["calibration"]["recipe"]["tool"] == ORT_CPU_RECIPE["tool"]
+    # The TensorRT-shaped graph quantizes only weighted layers' inputs: ORT leaves some float.
+    trt = run_cell_to_file(
+        resnet50_artifact, tmp_path, "onnxruntime", precision="int8",
+        options=(("quantizer", "tensorrt"),),
+    )  # fmt: skip
+    assert trt["runtime"]["integer_fraction"] < 0.9 and trt["runtime"]["precision_run"] == "mixed"
+    assert trt["runtime"]["calibration"]["recipe"] == qdq_recipe(for_cpu=True)
+    # Within the int8 tier on a small trained-like net (random resnet50 weights are not).
+    small = run_cell_to_file(conv_artifact, tmp_path, "onnxruntime", precision="int8")
+    assert small["parity"]["verdict"] == "pass", small["parity"]["reasons"]
 
 
 @pytest.mark.parametrize(
     ("precision", "quantizer", "message"),
     [
-        ("int8", "pot", "openvino quantizer 'pot'; valid: nncf, qdq"),
-        ("fp32", "qdq", "option quantizer applies to int8, not fp32"),
+        ("int8", "pot", "openvino option quantizer='pot': must be nncf, qdq"),
+        ("fp32", "qdq", "openvino option quantizer applies to int8 cells, not fp32"),
     ],
 )
-def test_openvino_refuses_a_bad_quantizer_option(
+def test_openvino_refuses_a_bad_quantizer_option_before_any_work(
     small_artifact, tmp_path, precision, quantizer, message
 ):
     options = (("quantizer", quantizer),)
-    doc = run_cell_to_file(
-        small_artifact, tmp_path, "openvino", precision=precision, options=options
-    )
-    assert doc["status"] == "unsupported" and message in doc["reason"]
+    with pytest.raises(UsageError, match=message):
+        run_cell_to_file(small_artifact, tmp_path, "openvino", precision=precision, options=options)
+
+
+def test_torch_int8_program_cached_by_one_process_loads_in_another(small_artifact, tmp_path, cache):
+    """Rounds run each cell in a fresh process: the cached PT2E program must load there."""
+    first = run_cell_to_file(small_artifact, tmp_path, "torch", precision="int8")
+    assert first["status"] == "ok", first["reason"]
+    out = tmp_path / "fresh.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--model", small_artifact.model,
+         "--framework", "torch", "--precision", "int8", "--artifact", str(small_artifact.path),
+         "--threads", "2", "--warmup-iters", "1", "--warmup-seconds", "0", "--iters", "2",
+         "--seconds", "0", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    fresh = json.loads(out.read_text())
+    assert fresh["status"] == "ok", (fresh["reason"], proc.stderr[-2000:])
+    assert fresh["runtime"]["quantized_program_reused"] is True
 
 
 def test_torch_int8_without_a_compiler_is_unsupported(small_artifact, tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 """int8 on a Zen 3 (AVX2, no VNNI), whatever CPU runs the suite: ONNX Runtime under QEMU's
 emulation of an EPYC-Milan, where its u8s8 kernels saturate as on the real chip (relative L2
-0.19 on this conv net, as measured on a real Zen 3), and the CPU recipe's reduce_range
-brings it back within the int8 tier."""
+0.19 with the TensorRT-shaped graph on this conv net, as measured on a real Zen 3; 0.08 with
+ONNX Runtime's own recipe at the full 8-bit range), and the CPU recipe's reduce_range brings it
+back to 0.005, within the int8 tier."""
 
 from __future__ import annotations
 
@@ -85,4 +86,5 @@ def test_onnxruntime_int8_on_zen3_passes_with_its_recipe_and_saturates_without(
     # The full 8-bit range (the recipe for VNNI CPUs) on the same emulated Zen 3: saturated.
     full = _int8_cell(conv_artifact, tmp_path / "full", flags="avx2,avx512f,avx512_vnni")
     assert full["runtime"]["calibration"]["recipe"]["reduce_range"] is False
-    assert full["parity"]["verdict"] == "fail" and full["parity"]["worst_rel_l2"] > 0.1
+    assert full["parity"]["verdict"] == "fail"
+    assert full["parity"]["worst_rel_l2"] > 10 * doc["parity"]["worst_rel_l2"]

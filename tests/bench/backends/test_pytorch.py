@@ -31,19 +31,6 @@ def test_torch_compile_gives_the_same_answers(small_artifact):
     )
 
 
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        ((("compile", "fastest"),), "compile=fastest; valid: default, reduce-overhead"),
-        ((("cuda_graphs", "1"),), "cuda_graphs=1 needs device cuda"),
-    ],
-)
-def test_invalid_variants_are_unsupported(small_artifact, options, message):
-    with _backend(small_artifact, options=options) as backend, pytest.raises(Unsupported) as exc:
-        backend.load()
-    assert message in str(exc.value)
-
-
 def test_precisions_per_device(small_artifact):
     with _backend(small_artifact, precision="fp16") as backend, pytest.raises(Unsupported) as exc:
         backend.load()
@@ -82,3 +69,22 @@ def test_a_cuda_cell_without_a_gpu_is_skipped_with_the_reason(small_artifact, tm
     assert doc["status"] == "skipped"
     assert doc["reason"] == cuda_unavailable_reason()
     assert doc["timing"] is doc["compute_timing"] is doc["gpu"] is None
+
+
+def test_channels_last_from_a_matrix_really_lays_out_weights_and_inputs_nhwc(small_artifact):
+    from runner.matrix import parse_matrix
+
+    text = (
+        f"models: [{small_artifact.model}]\nframeworks: [torch]\ndevices: [cpu]\n"
+        "batch_sizes: [1]\nprecisions: [fp32]\nthreads: 1\n"
+        "framework_options: {torch: {channels_last: [true, false]}}\n"
+    )
+    cells = parse_matrix(text, "m.yaml").cells
+    assert [c.options for c in cells] == [(("channels_last", "1"),), (("channels_last", "0"),)]
+    layouts = []
+    for cell in cells:
+        with BACKENDS.get("torch").load_class()(small_artifact, cell) as backend:
+            backend.load()
+            layouts.append(backend.runtime_info()["memory_format"])
+    assert layouts[0] == {"weights": "channels_last (NHWC)", "inputs": "channels_last (NHWC)"}
+    assert layouts[1] == {"weights": "contiguous (NCHW)", "inputs": "contiguous (NCHW)"}

@@ -13,6 +13,8 @@ import pytest
 import torch
 from helpers import onnx_artifact_of, run_cell_to_file
 
+from bench.errors import UsageError
+
 BUDGET = (("trials", "8"), ("trials_per_task", "2"))
 
 
@@ -58,6 +60,12 @@ def test_tuning_then_reusing_the_database(tiny_artifact, tmp_path, monkeypatch):
     assert first["status"] == "ok", first["log_tail"]
     runtime = first["runtime"]
     assert runtime["tuned"] is True and runtime["weight_prepack"] is True
+    # 8 trials at 2 a task cannot cover the tiny net's 6 tasks: lightly tuned, and it says so.
+    tasks, tuned = runtime["tuning_tasks"], runtime["tuning_tasks_tuned"]
+    assert tasks == 6 and 1 <= tuned < tasks
+    assert runtime["tuning"] == (
+        f"LIGHTLY TUNED ({tuned} of 6 tasks tuned; 8 trials of 6 tasks x 2)"
+    )
     assert runtime["tuning_s"] > 0 and runtime["tuning_reused"] is False
     # Trials that built and ran (a broken builder records every candidate as an error).
     assert runtime["tuning_trials_run"] >= 8 and runtime["tuning_records"] >= 8
@@ -78,18 +86,22 @@ def test_tuning_then_reusing_the_database(tiny_artifact, tmp_path, monkeypatch):
         assert again["parity"]["verdict"] == "pass"
 
 
+def test_a_precision_below_fp32_is_unsupported(tiny_artifact, tmp_path):
+    doc = _run(tiny_artifact, tmp_path, precision="bf16")
+    assert doc["status"] == "unsupported" and "not bf16" in doc["reason"]
+
+
 @pytest.mark.parametrize(
-    ("cell", "message"),
+    ("options", "message"),
     [
-        ({"precision": "bf16"}, "not bf16"),
-        ({"options": (("trials", "many"),)}, "integers"),
-        ({"options": (("trials", "-1"),)}, ">= 0"),
-        ({"options": (("tune", "1"),)}, "no option tune"),
+        ((("trials", "many"),), "must be an integer >= 0"),
+        ((("trials", "-1"),), "must be an integer >= 0"),
+        ((("tune", "1"),), "tvm has no option 'tune'; valid: trials, trials_per_task"),
     ],
 )
-def test_refused_requests_are_unsupported(tiny_artifact, tmp_path, cell, message):
-    doc = _run(tiny_artifact, tmp_path, **cell)
-    assert doc["status"] == "unsupported" and message in doc["reason"]
+def test_bad_options_are_refused_before_any_work(tiny_artifact, tmp_path, options, message):
+    with pytest.raises(UsageError, match=message):
+        _run(tiny_artifact, tmp_path, options=options)
 
 
 def test_an_operator_the_frontend_lacks_is_unsupported_in_its_words(tmp_path):
@@ -97,3 +109,17 @@ def test_an_operator_the_frontend_lacks_is_unsupported_in_its_words(tmp_path):
     doc = _run(artifact, tmp_path)
     assert doc["status"] == "unsupported"
     assert "not supported for frontend ONNX: Celu" in doc["reason"]
+
+
+@pytest.mark.parametrize(
+    ("trials", "tasks", "tuned", "label"),
+    [
+        (0, None, None, "UNTUNED"),
+        (64, 65, 30, "LIGHTLY TUNED (30 of 65 tasks tuned; 64 trials of 65 tasks x 64)"),
+        (5000, 65, 65, "TUNED (5000 trials of 65 tasks x 64)"),
+    ],
+)
+def test_tuning_labels(trials, tasks, tuned, label):
+    from bench.backends.tvm import tuning_label
+
+    assert tuning_label(trials, tasks, tuned, 64) == label
