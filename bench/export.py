@@ -296,11 +296,47 @@ def _build_user_onnx(spec: ExportSpec, images: list[ImageFile], work: Path) -> d
     }
 
 
+# Packages whose versions change an artifact's content: the model definitions (torchvision), the
+# exporters (torch, onnx, onnxscript), preprocessing (OpenCV, numpy) and the user-ONNX reference
+# (onnxruntime); and the export code itself, hashed.
+KEY_PACKAGES = (
+    "torch",
+    "torchvision",
+    "onnx",
+    "onnxscript",
+    "onnxruntime",
+    "opencv-python-headless",
+    "numpy",
+)
+EXPORT_CODE = (
+    "export.py",
+    "models/__init__.py",
+    "models/build.py",
+    "data/preprocess.py",
+    "data/images.py",
+)
+
+
+def export_code_digest() -> str:
+    """sha256 of the code that builds artifacts: BN calibration, detection logit scaling, the
+    detector's graph boundary, preprocessing, the export itself."""
+    digest = hashlib.sha256()
+    root = Path(__file__).parent
+    for name in EXPORT_CODE:
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes())
+    return digest.hexdigest()
+
+
+def key_inputs() -> dict[str, object]:
+    """The versions and code an artifact's key and meta record beside its own settings."""
+    return {"packages": package_versions(KEY_PACKAGES), "export_code": export_code_digest()}
+
+
 def export(spec: ExportSpec, artifacts_dir: str | Path) -> tuple[Artifact, bool]:
     """Export (or reuse) the artifact of `spec`; returns it and whether it was reused."""
     root = Path(artifacts_dir)
     images = resolve_images(spec.images)
-    extra: dict[str, object] = {"torch": package_versions(("torch",)).get("torch")}
+    extra: dict[str, object] = key_inputs()
     if is_onnx_model(spec.model):
         source = Path(spec.model[len(ONNX_PREFIX) :])
         if not source.is_file():
@@ -339,6 +375,7 @@ def export(spec: ExportSpec, artifacts_dir: str | Path) -> tuple[Artifact, bool]
             "exporter": spec.exporter if not is_onnx_model(spec.model) else "user",
             "images": [{"name": i.name, "sha256": i.sha256} for i in images],
             "versions": package_versions() | {"bench": __version__},
+            "key_inputs": {k: v for k, v in extra.items() if k in ("packages", "export_code")},
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **fields,
             "files": files,

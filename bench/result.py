@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench import __version__
 from bench.fsutil import atomic_write_text
+from bench.measure.parity import finite_or_none
 from bench.measure.sections import ONE_SLOT_LATENCY
 
 SCHEMA_VERSION = 3
@@ -107,7 +108,9 @@ class CellResult:
         return asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+        # JSON has no NaN: a non-finite number anywhere (a NaN output's metrics) is written as
+        # null rather than losing the measured cell.
+        return json.dumps(finite_or_none(self.to_dict()), indent=2, allow_nan=False) + "\n"
 
     @classmethod
     def from_dict(cls, doc: dict) -> CellResult:

@@ -27,6 +27,7 @@ from bench.measure.fingerprint import fingerprint
 from bench.measure.gpu import GpuMonitor
 from bench.measure.noise import NoiseProbe
 from bench.measure.sections import round_section
+from bench.measure.threads import ThreadProbe
 from bench.measure.timing import TimingConfig, TimingRun, time_calls
 from bench.result import CellResult
 
@@ -68,6 +69,7 @@ def _timing_section(
     load_ms: float | None = None,
     cold_ms: float | None = None,
     noise: dict | None = None,
+    threads: dict | None = None,
 ) -> dict:
     return round_section(
         scope=scope,
@@ -84,6 +86,7 @@ def _timing_section(
         load_ms=load_ms,
         cold_ms=cold_ms,
         noise=noise,
+        threads=threads,
     )
 
 
@@ -175,11 +178,11 @@ def _measure(
     if monitor:
         monitor.mark_measure_start()
     slowdown = slowdown_from_env(cell.framework)  # a test's fault: 0 otherwise
-    probe = NoiseProbe()
+    probe, threads = NoiseProbe(), ThreadProbe()
     run = time_calls(slowed(lambda: backend.infer(feed), slowdown), timing)
-    noise = probe.report()
+    busy, noise = threads.report(cell.threads), probe.report()
     timing_section = _timing_section(
-        backend.timing_scope, run, cell, artifact, timing, where, load_ms, cold_ms, noise
+        backend.timing_scope, run, cell, artifact, timing, where, load_ms, cold_ms, noise, busy
     )
     compute_section = None
     if backend.has_compute_scope:

@@ -9,6 +9,7 @@ every result that is still valid for the same image, artifact and cell.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -24,6 +25,7 @@ from bench.errors import ArtifactError, UsageError
 from bench.measure.fingerprint import fingerprint
 from bench.result import CellResult, ResultError, load_result, write_result
 from runner.executors.base import CellJob, Executor, ExportJob, Outcome
+from runner.images import export_framework
 from runner.manifest import Manifest, now
 from runner.matrix import Matrix
 from runner.rounds import merge_cell_rounds, stop_reason
@@ -173,11 +175,12 @@ class MatrixRun:
             job = ExportJob(
                 self.matrix.export_spec(model), self.opts.artifacts_dir, log_path, EXPORT_TIMEOUT_S
             )
+            job.result_path.unlink(missing_ok=True)  # a stale answer must not stand for this one
             code = self.export_executor.export(job)
-            found = re.findall(r"^(?:exported|reused) (\S+)$", _tail(log_path), re.M)
-            if code != 0 or not found:
+            if code != 0 or not job.result_path.is_file():
                 return f"export of {model} failed (exit code {code}):\n{_tail(log_path)[-1500:]}"
-            return Artifact.load(self.opts.artifacts_dir / Path(found[-1]).name)
+            made = json.loads(job.result_path.read_text())
+            return Artifact.load(self.opts.artifacts_dir / Path(made["artifact"]).name)
         except ArtifactError as exc:
             return str(exc)
 
@@ -331,7 +334,9 @@ class MatrixRun:
             frameworks = {(c.framework, c.device) for c in runnable}
             if self.opts.export and runnable:  # the export stage runs where torch is
                 self.manifest.images.update(
-                    self.export_executor.prepare({("torch", "cpu")}, self.log)
+                    self.export_executor.prepare(
+                        {export_framework(c.model) for c in runnable}, self.log
+                    )
                 )
             self.manifest.images.update(self.executor.prepare(frameworks, self.log))
             models = dict.fromkeys(c.model for c in runnable)

@@ -7,6 +7,7 @@ how much. Every criterion that failed is named in `reasons`, so a failing cell s
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -61,6 +62,9 @@ class OutputParity:
     # The smallest atol with which this output would pass the allclose rule at the tier's rtol.
     min_atol_to_pass: float
     allclose: bool
+    # NaN or inf values in the output: the metrics above are then not finite either, and are
+    # written as null (JSON has no NaN); the verdict fails on them.
+    non_finite: int = 0
 
 
 @dataclass(frozen=True)
@@ -77,14 +81,31 @@ class ParityReport:
 
     @property
     def worst(self) -> OutputParity:
-        return max(self.outputs, key=lambda o: o.rel_l2)
+        """The output with non-finite values, else the one with the largest relative L2."""
+        return max(self.outputs, key=lambda o: (o.non_finite > 0, _orderable(o.rel_l2)))
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["worst_output"] = self.worst.name
         d["worst_rel_l2"] = self.worst.rel_l2
         d["worst_max_abs_err"] = self.worst.max_abs_err
-        return d
+        return finite_or_none(d)
+
+
+def _orderable(x: float) -> float:
+    return math.inf if math.isnan(x) else x
+
+
+def finite_or_none(value: object) -> object:
+    """`value` with every NaN or infinite float replaced by None, recursively: the JSON form
+    of metrics that a non-finite output made meaningless."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_or_none(v) for v in value]
+    return value
 
 
 def compare_output(name: str, out: np.ndarray, ref: np.ndarray, tol: Tolerance) -> OutputParity:
@@ -108,6 +129,7 @@ def compare_output(name: str, out: np.ndarray, ref: np.ndarray, tol: Tolerance) 
     ref_max = float(np.max(np.abs(b))) if b.size else 0.0
     atol = tol.atol_scale * ref_max
     min_atol = float(np.max(diff - tol.rtol * np.abs(b), initial=0.0))
+    non_finite = int(np.count_nonzero(~np.isfinite(a)))
     return OutputParity(
         name=name,
         shape=list(out.shape),
@@ -118,7 +140,8 @@ def compare_output(name: str, out: np.ndarray, ref: np.ndarray, tol: Tolerance) 
         cosine_similarity=cosine,
         reference_max_abs=ref_max,
         min_atol_to_pass=min_atol,
-        allclose=bool(min_atol <= atol),
+        allclose=bool(min_atol <= atol) and not non_finite,
+        non_finite=non_finite,
     )
 
 
@@ -150,6 +173,9 @@ def compare(
     per_output = [compare_output(n, outputs[n], references[n], tol) for n in references]
     reasons = []
     for o in per_output:
+        if o.non_finite:
+            reasons.append(f"{o.name}: non-finite outputs ({o.non_finite} NaN or inf values)")
+            continue
         if not o.allclose:
             reasons.append(
                 f"{o.name}: max abs error {o.max_abs_err:.3g} exceeds atol+rtol*|ref| "

@@ -68,6 +68,7 @@ def round_section(
     load_ms: float | None = None,
     cold_ms: float | None = None,
     noise: dict | None = None,
+    threads: dict | None = None,
 ) -> dict:
     """The timing section of one round (one process's measurement)."""
     record = {
@@ -81,6 +82,9 @@ def round_section(
         "samples": [0, len(samples_ms)],
         "stats": summarize(samples_ms).to_dict(),
         "noise": noise,
+        # The threads the OS saw working (bench.measure.threads); None: in another process.
+        "threads": threads,
+        "gc": "collected before the measurement, disabled during it",
     }
     section = {
         # The host scope's first round says how long loading took; the compute-only scope

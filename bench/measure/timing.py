@@ -8,6 +8,7 @@ maximum count or duration so a slow cell cannot run forever.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -94,9 +95,15 @@ def time_calls(
     warm, warm_s = _run_until(
         fn, config.warmup_min_iters, config.warmup_min_s, config.max_iters, config.max_s, clock
     )
-    samples, measure_s = _run_until(
-        fn, config.min_iters, config.min_s, config.max_iters, config.max_s, clock
-    )
+    # Python's collector never runs inside a timed call, for any framework: it runs once now.
+    gc.collect()
+    gc.disable()
+    try:
+        samples, measure_s = _run_until(
+            fn, config.min_iters, config.min_s, config.max_iters, config.max_s, clock
+        )
+    finally:
+        gc.enable()
     return TimingRun(
         warmup_iters=len(warm), warmup_s=warm_s, samples_ms=samples, measure_s=measure_s
     )

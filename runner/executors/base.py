@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -16,12 +17,49 @@ from bench.measure.timing import TimingConfig
 
 @dataclass(frozen=True)
 class ExportJob:
-    """Export one model's artifact into `artifacts_dir` (host path)."""
+    """Export one model's artifact into `artifacts_dir` (host path); the export writes which
+    artifact it made or reused to `result_path` (bench export --result)."""
 
     spec: ExportSpec
     artifacts_dir: Path
     log_path: Path
     timeout_s: float
+
+    @property
+    def result_path(self) -> Path:
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", self.spec.model)
+        return self.artifacts_dir / f".export-{name}.json"
+
+
+def export_arguments(
+    spec: ExportSpec,
+    artifacts: str,
+    result: str,
+    model: str | None = None,
+    images: str | None = None,
+) -> list[str]:
+    """`python -m bench` arguments of an export, with the paths the executor sees: the one
+    command builder of every executor (the model and images paths differ in a container)."""
+    args = [
+        "export",
+        "--model",
+        model or spec.model,
+        "--weights",
+        spec.weights,
+        "--seed",
+        str(spec.seed),
+        "--opset",
+        str(spec.opset),
+        "--exporter",
+        spec.exporter,
+        "--artifacts",
+        artifacts,
+        "--result",
+        result,
+    ]
+    if images or spec.images:
+        args += ["--images", images or spec.images]
+    return args
 
 
 @dataclass(frozen=True)

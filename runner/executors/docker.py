@@ -22,12 +22,21 @@ import requests
 
 from bench.cell import Cell
 from bench.errors import UsageError
-from runner.executors.base import CellJob, Executor, ExportJob, Outcome, cell_document
+from bench.models import ONNX_PREFIX, is_onnx_model
+from runner.executors.base import (
+    CellJob,
+    Executor,
+    ExportJob,
+    Outcome,
+    cell_document,
+    export_arguments,
+)
 from runner.images import (
     IMAGES,
     BuildSettings,
     ImageSpec,
     ensure_images,
+    export_framework,
     export_image,
     image_for,
 )
@@ -147,30 +156,27 @@ class DockerExecutor(Executor):
         return outcome
 
     def export(self, job: ExportJob) -> int:
-        spec = export_image()
+        spec = export_image(job.spec.model)
         if spec.name not in self.images:  # normally built by prepare(), with progress shown
-            self.prepare({("torch", "cpu")}, print)
+            self.prepare({export_framework(job.spec.model)}, print)
         job.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        s = job.spec
-        command = [
-            "export",
-            "--model",
-            s.model,
-            "--weights",
-            s.weights,
-            "--seed",
-            str(s.seed),
-            "--opset",
-            str(s.opset),
-            "--exporter",
-            s.exporter,
-            "--artifacts",
-            "/artifacts",
-        ]
+        # The user's own ONNX file and photos are read-only mounts: a container sees no host path.
+        mounts = {job.artifacts_dir: ("/artifacts", "rw")}
+        model = images = None
+        if is_onnx_model(job.spec.model):
+            source = Path(job.spec.model[len(ONNX_PREFIX) :]).resolve()
+            mounts[source] = (f"/model/{source.name}", "ro")
+            model = f"{ONNX_PREFIX}/model/{source.name}"
+        if job.spec.images:
+            mounts[Path(job.spec.images).resolve()] = ("/images", "ro")
+            images = "/images"
+        command = export_arguments(
+            job.spec, "/artifacts", f"/artifacts/{job.result_path.name}", model, images
+        )
         outcome = self._start_and_wait(
             spec.tag(),
             command,
-            self._mounts({job.artifacts_dir: ("/artifacts", "rw")}),
+            self._mounts(mounts),
             job.log_path,
             job.timeout_s,
             {RUN_LABEL: "export"},

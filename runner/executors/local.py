@@ -20,7 +20,15 @@ from pathlib import Path
 
 from bench.backends import BACKENDS
 from bench.backends.cuda import cuda_unavailable_reason
-from runner.executors.base import CellJob, Executor, ExportJob, Outcome, cell_document, parse_memory
+from runner.executors.base import (
+    CellJob,
+    Executor,
+    ExportJob,
+    Outcome,
+    cell_document,
+    export_arguments,
+    parse_memory,
+)
 
 
 def _run_logged(
@@ -70,27 +78,8 @@ class LocalExecutor(Executor):
         return ready
 
     def export(self, job: ExportJob) -> int:
-        spec = job.spec
-        cmd = [
-            sys.executable,
-            "-m",
-            "bench",
-            "export",
-            "--model",
-            spec.model,
-            "--weights",
-            spec.weights,
-            "--seed",
-            str(spec.seed),
-            "--opset",
-            str(spec.opset),
-            "--exporter",
-            spec.exporter,
-            "--artifacts",
-            str(job.artifacts_dir),
-        ]
-        if spec.images:
-            cmd += ["--images", spec.images]
+        args = export_arguments(job.spec, str(job.artifacts_dir), str(job.result_path))
+        cmd = [sys.executable, "-m", "bench", *args]
         code, timed_out = _run_logged(cmd, job.log_path, job.timeout_s, dict(os.environ))
         return 124 if timed_out else int(code)
 

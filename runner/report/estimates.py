@@ -42,6 +42,14 @@ def noisy_rounds(result: CellResult) -> int:
     )
 
 
+def busy_threads(result: CellResult) -> int | None:
+    """The median over rounds of the threads the OS saw working (None: not counted)."""
+    counts = sorted(
+        r["threads"]["busy"] for r in (result.timing or {}).get("rounds", []) if r.get("threads")
+    )
+    return counts[len(counts) // 2] if counts else None
+
+
 def time_ratio(a: CellResult, b: CellResult, paired: bool | None = None) -> Estimate:
     """b's time over a's (below 1: b is faster), with its 95% interval: paired by round within
     one run, unpaired across runs, from iterations when a side has one round only. `paired`

@@ -166,7 +166,10 @@ def throughput(results: list[CellResult], out: Path) -> list[Path]:
 
 def parity(results: list[CellResult], out: Path) -> list[Path]:
     # Tensor parity only: detection parity is a table of matched instances, not one error.
-    ok = [r for r in results if r.status == "ok" and "worst_rel_l2" in (r.parity or {})]
+    # A non-finite output has no relative error to draw (its table row says NON-FINITE).
+    ok = [
+        r for r in results if r.status == "ok" and (r.parity or {}).get("worst_rel_l2") is not None
+    ]
     if not ok:
         return []
     rows = sorted({f"{label(r.cell)} {r.cell['precision']}" for r in ok})

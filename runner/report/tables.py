@@ -48,10 +48,17 @@ def notes(result: CellResult) -> str:
     """What a reader must know to read the number: untuned, the precision that really ran."""
     runtime = result.runtime or {}
     out = []
-    if runtime.get("tuned") is False:
+    if runtime.get("tuning"):  # TVM: UNTUNED, LIGHTLY TUNED (...) or TUNED (...)
+        out.append(str(runtime["tuning"]))
+    elif runtime.get("tuned") is False:
         out.append("UNTUNED")
-    if runtime.get("precision_run") and runtime["precision_run"] != result.cell["precision"]:
-        out.append(f"ran {runtime['precision_run']}")
+    ran = runtime.get("precision_run")
+    if ran == "mixed":
+        out.append(f"MIXED ({runtime.get('integer_fraction', 0):.0%} of compute ops int8)")
+    elif ran and ran != result.cell["precision"]:
+        out.append(f"ran {ran}")
+    if (busy := estimates.busy_threads(result)) is not None and busy != result.cell["threads"]:
+        out.append(f"{busy} of {result.cell['threads']} threads busy")
     if runtime.get("performance_hint"):
         out.append(f"hint {runtime['performance_hint']}")
     if runtime.get("tf32"):
@@ -131,6 +138,14 @@ def groups(results: list[CellResult]) -> dict[tuple[str, str], list[CellResult]]
     return out
 
 
+def _rel_l2_text(parity: dict, detection: bool) -> str:
+    if detection:
+        return "-"
+    if parity["worst_rel_l2"] is None:  # NaN or inf in the outputs
+        return "NON-FINITE"
+    return f"{parity['worst_rel_l2']:.1e}"
+
+
 def _rounds_text(r: CellResult) -> str:
     n, noisy = estimates.rounds_of(r), estimates.noisy_rounds(r)
     return f"{n} ({noisy} noisy)" if noisy else str(n)
@@ -165,7 +180,7 @@ def main_row(
         f"{r.timing['throughput_sps']:.1f}",
         _speedup_text(up, is_reference),
         "pass" if p["verdict"] == "pass" else "FAIL",
-        "-" if detection else f"{p['worst_rel_l2']:.1e}",
+        _rel_l2_text(p, detection),
         top1,
         "-" if gflops is None else f"{gflops:.1f}",
         notes(r),
@@ -210,6 +225,7 @@ BEST_HEADERS = (
     "top-1",
     "vs the leader [95% CI]",
     "",
+    "notes",
 )
 
 
@@ -264,6 +280,7 @@ def best_rows(
                     "-" if top1 is None else f"{top1:.3f}",
                     versus,
                     mark,
+                    notes(r),
                 )
             )
     return rows

@@ -110,3 +110,20 @@ def test_bad_export_specs_are_usage_errors(spec, message):
 def test_missing_state_dict_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="no such file"):
         export(ExportSpec(model=SMALL_MODEL, weights=str(tmp_path / "none.pt")), tmp_path)
+
+
+def test_the_key_covers_every_package_and_the_code_that_shape_an_artifact(small_artifact):
+    from bench.export import KEY_PACKAGES, artifact_key, export_code_digest, key_inputs
+
+    recorded = small_artifact.meta["key_inputs"]
+    assert recorded == key_inputs()  # what the key was made of is in meta.json
+    assert {"torch", "torchvision", "onnx", "opencv-python-headless"} <= set(KEY_PACKAGES)
+    assert set(recorded["packages"]) <= set(KEY_PACKAGES)
+    assert "torchvision" in recorded["packages"] and len(recorded["export_code"]) == 64
+    assert recorded["export_code"] == export_code_digest()
+    spec = ExportSpec(model=SMALL_MODEL)
+    base = artifact_key(spec, [], key_inputs())
+    newer = {**key_inputs(), "packages": {**recorded["packages"], "torchvision": "99.0"}}
+    assert artifact_key(spec, [], newer) != base
+    changed_code = {**key_inputs(), "export_code": "0" * 64}
+    assert artifact_key(spec, [], changed_code) != base

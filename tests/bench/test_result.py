@@ -103,11 +103,18 @@ def test_atomic_write_keeps_the_old_file_when_serialisation_fails(tmp_path):
     path = write_result(good, tmp_path / "cell.json")
     before = path.read_text()
     bad = load_result(path)
-    bad.timing["throughput_sps"] = float("nan")  # not valid JSON: refused, never half-written
-    with pytest.raises(ValueError):
+    bad.timing["throughput_sps"] = {1, 2}  # not JSON at all: refused, never half-written
+    with pytest.raises(TypeError):
         write_result(bad, path)
     assert path.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["cell.json"]
+
+
+def test_a_non_finite_number_is_written_as_null_not_lost(tmp_path):
+    result = load_result(next(FIXTURES.glob(f"v{SCHEMA_VERSION}/ok*.json")))
+    result.timing["achieved_gflops_per_s"] = float("inf")
+    doc = json.loads(write_result(result, tmp_path / "cell.json").read_text())
+    assert doc["timing"]["achieved_gflops_per_s"] is None
 
 
 def test_unknown_status_is_refused():

@@ -125,3 +125,24 @@ def test_the_slow_fault_makes_every_timed_call_slower_by_its_fraction(monkeypatc
     monkeypatch.setenv("DEPLOYBENCH_FAULT", "slow=fast")
     with pytest.raises(UsageError, match="a fraction in"):
         slowdown_from_env("torch")
+
+
+def test_a_model_that_outputs_nan_gives_a_written_valid_result_that_fails_parity(tmp_path):
+    """log of a negative number: NaN in every output, the reference's too (ONNX Runtime's)."""
+    import torch
+    from helpers import onnx_artifact_of
+
+    class Negative(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.log(x.mean(dim=(2, 3)) - 100.0)
+
+    artifact = onnx_artifact_of(Negative(), tmp_path)
+    result = run_cell(
+        Cell(model=artifact.model, framework="onnxruntime", threads=1), artifact, QUICK
+    )
+    doc = assert_valid_result_file(write_result(result, tmp_path / "nan.json"))
+    assert doc["status"] == "ok" and doc["timing"]["samples_ms"]  # the measurement is kept
+    parity = doc["parity"]
+    assert parity["verdict"] == "fail"
+    assert parity["reasons"] == ["logits: non-finite outputs (24 NaN or inf values)"]
+    assert parity["outputs"][0]["non_finite"] == 24 and parity["worst_rel_l2"] is None

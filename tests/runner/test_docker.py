@@ -107,6 +107,33 @@ def test_rounds_run_each_in_a_fresh_container_in_the_recorded_order(
     assert not _labelled_containers(docker_executor), "every cell container is removed"
 
 
+def test_export_in_docker_takes_a_users_onnx_file_and_photos(docker_executor, tmp_path):
+    """Bring your own model: an ONNX file and a photo folder on the host, mounted read-only into
+    the export container (ort-cpu: a user ONNX model needs ONNX Runtime, not torch)."""
+    import torch
+
+    from bench.artifact import Artifact
+    from bench.data.images import sample_photos
+    from bench.export import ExportSpec
+    from runner.executors.base import ExportJob
+
+    model = tmp_path / "mine.onnx"
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=8), torch.nn.Flatten(1))
+    torch.onnx.export(net.eval(), (torch.zeros(1, 3, 224, 224),), str(model), dynamo=False)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for image in sample_photos()[:2]:
+        shutil.copy(image.path, photos / image.name)
+    spec = ExportSpec(model=f"onnx:{model}", images=str(photos))
+    job = ExportJob(spec, tmp_path / "artifacts", tmp_path / "export.log", 600)
+    assert docker_executor.export(job) == 0, job.log_path.read_text()
+    made = json.loads(job.result_path.read_text())
+    artifact = Artifact.load(job.artifacts_dir / made["artifact"])
+    assert [i["name"] for i in artifact.meta["images"]] == [p.name for p in sample_photos()[:2]]
+    assert artifact.meta["source_onnx"] == "/model/mine.onnx" and artifact.inputs.shape[0] == 2
+    assert not _labelled_containers(docker_executor, "export")
+
+
 def test_native_runners_run_in_the_openvino_image(
     docker_executor, small_matrix_file, small_artifact, tmp_path
 ):
