@@ -23,6 +23,7 @@ from bench import __version__
 from bench.backends import BACKENDS
 from bench.cell import DEVICES, PRECISIONS, Cell, default_threads, parse_options
 from bench.errors import USAGE_EXIT_CODE, UsageError
+from bench.fsutil import full_disk_message, writable_folder
 from bench.measure.timing import TimingConfig
 from bench.models import MODELS
 from bench.result import CellResult
@@ -181,6 +182,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         exporter=args.exporter,
         images=args.images,
     )
+    writable_folder(args.artifacts, "artifacts folder")
     artifact, reused = export(spec, args.artifacts)
     print(f"{'reused' if reused else 'exported'} {artifact.path}")
     return 0
@@ -241,6 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_id = args.run_id
     if artifact.model != cell.model:
         raise UsageError(f"artifact {artifact.path} holds {artifact.model!r}, not {cell.model!r}")
+    writable_folder(out.parent, "--out folder", min_free=0)  # before any work, not after it
     inject_from_env(cell.framework)
     result = run_cell(cell, artifact, timing, run_id=run_id)
     write_result(result, out)
@@ -384,6 +387,11 @@ def dispatch(parser: argparse.ArgumentParser, commands: dict, argv: list[str] | 
         return commands[args.command](args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return USAGE_EXIT_CODE
+    except OSError as exc:
+        if (message := full_disk_message(exc)) is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return USAGE_EXIT_CODE
 
 
