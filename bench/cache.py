@@ -71,7 +71,8 @@ def verify(folder: Path) -> bool:
 
 def _write_manifest(folder: Path) -> None:
     files = {
-        rel: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for rel, p in _files(folder).items()
+        rel: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for rel, p in _files(folder).items()
     }
     text = json.dumps({"format": CACHE_FORMAT, "files": files}, indent=1)
     (folder / MANIFEST).write_text(text)
