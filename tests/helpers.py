@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -133,3 +134,17 @@ def emulated_python(cpu: str) -> tuple[list[str], dict[str, str]]:
         pytest.skip(message)
     model, flags = EMULATED_CPUS[cpu]
     return [qemu, "-cpu", model, sys.executable], {**os.environ, "DEPLOYBENCH_CPU_FLAGS": flags}
+
+
+def start_runner(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """A real runner process with default signal handlers (a background job of a
+    non-interactive shell, as the test suite may be, ignores SIGINT) in its own session."""
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
