@@ -147,8 +147,16 @@ def compare(
     missing = sorted(set(references) - set(outputs))
     if missing:
         raise ValueError(f"outputs missing from the framework's results: {missing}")
-    per_output = [compare_output(n, outputs[n], references[n], tol) for n in references]
     reasons = []
+    finite = {}
+    for n in references:
+        out = np.asarray(outputs[n])
+        if np.issubdtype(out.dtype, np.inexact) and (bad := int(np.sum(~np.isfinite(out)))):
+            # Said as the failure it is; the metrics (numbers in JSON, never NaN) treat them as 0.
+            reasons.append(f"{n}: {bad} of {out.size} values are not finite (NaN or inf)")
+            out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+        finite[n] = out
+    per_output = [compare_output(n, finite[n], references[n], tol) for n in references]
     for o in per_output:
         if not o.allclose:
             reasons.append(
@@ -161,7 +169,7 @@ def compare(
     if classifier_output is not None and classifier_output not in references:
         raise ValueError(f"classifier output {classifier_output!r} is not among the outputs")
     if classifier_output is not None:
-        top1, top5 = topk_agreement(outputs[classifier_output], references[classifier_output])
+        top1, top5 = topk_agreement(finite[classifier_output], references[classifier_output])
         if tol.min_top1_agreement is not None and top1 < tol.min_top1_agreement:
             reasons.append(f"top-1 agreement {top1:.3f} < {tol.min_top1_agreement:g}")
     return ParityReport(

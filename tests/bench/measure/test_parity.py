@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -161,3 +162,17 @@ def test_lower_precision_tiers_loosen_in_order():
         assert tighter.atol_scale <= looser.atol_scale
         assert tighter.max_rel_l2 <= looser.max_rel_l2
         assert tighter.min_top1_agreement >= looser.min_top1_agreement
+
+
+def test_non_finite_outputs_fail_with_their_count_and_finite_metrics():
+    ref = np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]], np.float32)
+    out = ref.copy()
+    out[0, 0], out[1, 2] = np.nan, np.inf
+    report = compare({"y": out}, {"y": ref}, "fp32", classifier_output="y")
+    assert report.verdict == "fail"
+    assert report.reasons[0] == "y: 2 of 6 values are not finite (NaN or inf)"
+    metrics = report.outputs[0]
+    # with both replaced by 0: differences 1 and 1 over a reference of norm sqrt(28)
+    assert metrics.max_abs_err == 1.0 and metrics.rel_l2 == pytest.approx(np.sqrt(2 / 28))
+    assert report.top1_agreement == 1.0  # argmax of [0, 2, 3] and [3, 2, 0] still agree
+    json.dumps(report.to_dict(), allow_nan=False)  # a result stays strict JSON
