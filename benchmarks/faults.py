@@ -266,32 +266,21 @@ def main() -> int:
     work = Path(args.work)
     work.mkdir(parents=True)
     py = [sys.executable]
-    subprocess.run(
-        [*py, "-m", "runner", "images", "ort-cpu", "ov-cpu", "--base-image", args.base_image],
-        check=True,
-        cwd=REPO,
-    )
-    subprocess.run(
-        [
-            *py,
-            "-m",
-            "bench",
-            "export",
-            "--model",
-            "mobilenet_v3_small",
-            "--artifacts",
-            str(work / "artifacts"),
-        ],
-        check=True,
-        cwd=REPO,
-    )
-    engine = None
+    export = ["export", "--model", "mobilenet_v3_small", "--artifacts", str(work / "artifacts")]
+    subprocess.run([*py, "-m", "bench", *export], check=True, cwd=REPO)
+    engine, env = None, dict(os.environ)
     if args.engine == "private":
         engine = PrivateEngine()
         engine.remove()
         engine.start()
-        engine.copy_images(["deploybench/ort-cpu:latest", "deploybench/ov-cpu:latest"])
+        env["DOCKER_HOST"] = engine.host
     try:
+        if engine:
+            # Its images are built in it from this tree, only the base copied: the host engine's
+            # tags can change under a long benchmark (anybody's build retags them).
+            engine.copy_images([args.base_image])
+        images = ["images", "ort-cpu", "ov-cpu", "--base-image", args.base_image]
+        subprocess.run([*py, "-m", "runner", *images], check=True, cwd=REPO, env=env)
         bench = FaultBench(args, engine)
         tallies = []
         for fault in faults:
@@ -307,11 +296,11 @@ def main() -> int:
     text = table(tallies)
     print(text)
     out = Path(args.out)
-    env = fingerprint()
+    host = fingerprint()
     atomic_write_text(
         out / "faults.json", json.dumps([asdict(t) for t in tallies], indent=2) + "\n"
     )
-    atomic_write_text(out / "faults.md", f"# Fault injection, {env['cpu']['summary']}\n\n{text}\n")
+    atomic_write_text(out / "faults.md", f"# Fault injection, {host['cpu']['summary']}\n\n{text}\n")
     manifest = {
         "kind": "faults",
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
@@ -319,7 +308,7 @@ def main() -> int:
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "revision": git_revision(),
         "engine": {"kind": args.engine, "docker_version": version, "base_image": args.base_image},
-        "host": env,
+        "host": host,
     }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
     bad = [t for t in tallies if t.results_lost or t.results_corrupt or t.containers_left]
