@@ -174,15 +174,25 @@ class DockerExecutor(Executor):
                 outcome.exit_code = container.attrs["State"].get("ExitCode")
                 return
 
+    @staticmethod
+    def _retrying(action: Callable[[], object], within_s: float = ENGINE_WAIT_S) -> object:
+        """`action()` again until it works (None when the container is gone): an engine that is
+        restarting refuses or drops calls for a while, and may still answer pings as it stops."""
+        deadline = time.monotonic() + within_s
+        while True:
+            try:
+                return action()
+            except docker.errors.NotFound:
+                return None
+            except ENGINE_GONE:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+
     def _remove(self, container: object) -> None:
-        try:
-            container.remove(force=True)
-        except docker.errors.NotFound:
-            pass
-        except ENGINE_GONE:
-            if self._engine_back(ENGINE_WAIT_S):  # never leave it behind while the run lives
-                with contextlib.suppress(*ENGINE_GONE):
-                    container.remove(force=True)
+        """Never leave a container behind while the run lives, even across an engine restart."""
+        with contextlib.suppress(*ENGINE_GONE):
+            self._retrying(lambda: container.remove(force=True))
 
     def _start_and_wait(
         self,
@@ -218,7 +228,8 @@ class DockerExecutor(Executor):
                 hardening.save_logs(container, log_path)
                 container.reload()
                 outcome.oom = bool(container.attrs["State"].get("OOMKilled"))
-            except ENGINE_GONE as exc:
+            except ENGINE_GONE as exc:  # it stopped the container as it went
+                outcome.engine_error = f"the Docker engine went away at the end of the cell ({exc})"
                 with log_path.open("a") as log:
                     log.write(f"\n[the container's log could not be read: {exc}]\n")
         finally:
@@ -342,21 +353,18 @@ class DockerExecutor(Executor):
         """Remove what runs left behind; returns how many containers. With `run_id` (the end
         of a run, by its own runner): that run's containers. Without: the containers of every
         runner that is no longer alive, and no other (a live run's cells are never touched)."""
-        if run_id:
-            containers = self.client.containers.list(
-                all=True, filters={"label": f"{RUN_LABEL}={run_id}"}
-            )
-            mine = owner.this_process()
-            containers = [c for c in containers if self._owner_of(c) in (mine, {})]
-        else:
-            containers = [
-                c
-                for c in self.client.containers.list(all=True, filters={"label": RUN_LABEL})
-                if owner.is_dead(self._owner_of(c))
-            ]
+        label = f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL
+        listed = self._retrying(
+            lambda: self.client.containers.list(all=True, filters={"label": label})
+        )
+        mine = owner.this_process()
+        containers = [
+            c
+            for c in listed or []
+            if (self._owner_of(c) in (mine, {}) if run_id else owner.is_dead(self._owner_of(c)))
+        ]
         for container in containers:
-            with contextlib.suppress(*ENGINE_GONE):
-                container.remove(force=True)
+            self._remove(container)
         return len(containers)
 
     @staticmethod
