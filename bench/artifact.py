@@ -59,7 +59,14 @@ class Artifact:
             raise ArtifactError(
                 f"{meta_path} is corrupt ({exc}); delete {path} and export again"
             ) from exc
-        if meta.get("format") != ARTIFACT_FORMAT:
+        found = meta.get("format")
+        if isinstance(found, int) and found > ARTIFACT_FORMAT:
+            raise ArtifactError(
+                f"{path} has artifact format {found}, newer than the {ARTIFACT_FORMAT} this "
+                "deploybench reads: it was written by a newer version; upgrade, or export it "
+                "again with this one into another --artifacts folder"
+            )
+        if found != ARTIFACT_FORMAT:
             raise ArtifactError(
                 f"{path} has artifact format {meta.get('format')!r}, this bench reads "
                 f"{ARTIFACT_FORMAT}; export it again"

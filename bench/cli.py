@@ -23,6 +23,7 @@ from bench import __version__
 from bench.backends import BACKENDS
 from bench.cell import DEVICES, PRECISIONS, Cell, default_threads, parse_options
 from bench.errors import USAGE_EXIT_CODE, UsageError
+from bench.fsutil import full_disk_message, writable_folder
 from bench.measure.timing import TimingConfig
 from bench.models import MODELS
 from bench.result import CellResult
@@ -191,6 +192,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     from bench.fsutil import atomic_write_text
 
+    writable_folder(args.artifacts, "artifacts folder")
     artifact, reused = export(spec, args.artifacts)
     print(f"{'reused' if reused else 'exported'} {artifact.path}")
     if args.result:  # the runner reads where the artifact is from here, not from the log
@@ -256,6 +258,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_id = args.run_id
     if artifact.model != cell.model:
         raise UsageError(f"artifact {artifact.path} holds {artifact.model!r}, not {cell.model!r}")
+    writable_folder(out.parent, "--out folder", min_free=0)  # before any work, not after it
     inject_from_env(cell.framework)
     result = run_cell(cell, artifact, timing, run_id=run_id, where=where)
     write_result(result, out)
@@ -411,6 +414,11 @@ def dispatch(parser: argparse.ArgumentParser, commands: dict, argv: list[str] | 
         return commands[args.command](args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return USAGE_EXIT_CODE
+    except OSError as exc:
+        if (message := full_disk_message(exc)) is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return USAGE_EXIT_CODE
 
 

@@ -1,9 +1,10 @@
 """Deliberate faults, to test that a crashing, hanging or memory-hungry cell cannot take the
 matrix down, and that a real slowdown is found. `DEPLOYBENCH_FAULT=crash|hang|oom` makes
-`python -m bench run` fail that way just before it measures; `DEPLOYBENCH_FAULT=slow=0.1` makes
-every timed call 10% slower (busy work for a tenth of the call's own time, after it);
-`DEPLOYBENCH_FAULT=hang:openvino` only in cells of that framework. The runner's tests and the
-reproducibility benchmark set it on purpose. Unset, it does nothing."""
+`python -m bench run` fail that way just before it measures; `nan` makes every output of the
+framework NaN (a result whose parity must fail, and stay valid JSON); `slow=0.1` makes every
+timed call 10% slower (busy work for a tenth of the call's own time, after it);
+`DEPLOYBENCH_FAULT=hang:openvino` only in cells of that framework. The runner's tests, the
+fault benchmark and the reproducibility benchmark set it on purpose. Unset, it does nothing."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections.abc import Callable
 
 from bench.errors import UsageError
 
-FAULTS = ("crash", "hang", "oom", "slow=FRACTION")
+FAULTS = ("crash", "hang", "oom", "nan", "slow=FRACTION")
 
 
 def _fault(framework: str) -> tuple[str, str]:
@@ -68,6 +69,8 @@ def inject_from_env(framework: str) -> None:
         # A real invalid memory access, as in a framework's native code: the kernel delivers
         # this SIGSEGV even to PID 1 of a container, which ignores a SIGSEGV sent by kill().
         ctypes.string_at(0)
+    elif fault == "nan":
+        _nan_outputs(framework)
     elif fault == "hang":
         while True:
             time.sleep(3600)
@@ -75,3 +78,22 @@ def inject_from_env(framework: str) -> None:
         hog = []
         while True:  # touch every page, so the memory is really committed
             hog.append(bytearray(b"\x01") * (64 << 20))
+
+
+def _nan_outputs(framework: str) -> None:
+    """Every float output of the framework's backend becomes NaN, as a broken kernel's would."""
+    import numpy as np
+
+    from bench.backends import BACKENDS
+
+    backend = BACKENDS.get(framework).load_class()
+    infer = backend.infer
+
+    def nan_infer(self: object, feed: dict) -> dict:
+        outputs = infer(self, feed)
+        return {
+            k: np.full_like(v, np.nan) if np.issubdtype(v.dtype, np.floating) else v
+            for k, v in outputs.items()
+        }
+
+    backend.infer = nan_infer

@@ -24,14 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import cache
 from bench.artifact import Artifact
 from bench.backends.cpu import int8_cpu_settings
-from bench.fsutil import atomic_path, cache_dir
+from bench.fsutil import atomic_path
 
 # Where TensorRT gains from int8 and what NVIDIA's quantization tools put Q/DQ pairs in front
 # of: the weighted layers. Elementwise ops stay float and TensorRT fuses them into the int8
 # kernels around them; quantizing them too would only add rounding.
 QDQ_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+GRAPH_FILE = "model.onnx"  # the file of an "onnx" cache entry
 
 # Everything that decides the rewritten graph, besides the model and the calibration data: part
 # of the cache keys, so that changing the recipe never reuses an old graph or engine.
@@ -241,12 +243,15 @@ def ort_cpu_int8_onnx(artifact: Artifact) -> tuple[Path, bool]:
         recipe_digest("int8", recipe),
         calibration_digest(artifact.inputs)[:16],
     ]
-    path = cache_dir("onnx", "-".join(parts) + ".onnx")
-    if path.is_file():
-        return path, True
-    batch = calibration_batch_size(artifact)
-    quantize_ort_cpu(artifact.onnx_path, path, artifact.input_name, artifact.inputs, batch)
-    return path, False
+
+    def make(folder: Path) -> None:
+        batch = calibration_batch_size(artifact)
+        quantize_ort_cpu(
+            artifact.onnx_path, folder / GRAPH_FILE, artifact.input_name, artifact.inputs, batch
+        )
+
+    folder, reused = cache.entry("onnx", *parts).get(make)
+    return folder / GRAPH_FILE, reused
 
 
 def reduced_precision_onnx(
@@ -266,18 +271,24 @@ def reduced_precision_onnx(
     parts = [artifact.key[:16], precision, recipe_digest(precision, recipe)]
     if precision == "int8":
         parts.append(calibration_digest(artifact.inputs)[:16])
-    path = cache_dir("onnx", "-".join(parts) + ".onnx")
-    if path.is_file():
-        return path, True
-    if precision == "fp16":
-        convert_fp16(artifact.onnx_path, path)
-    else:
+
+    def make(folder: Path) -> None:
+        if precision == "fp16":
+            convert_fp16(artifact.onnx_path, folder / GRAPH_FILE)
+            return
         batch = calibration_batch_size(artifact)
         reduce_range = bool(recipe.get("reduce_range", False))
         quantize_qdq(
-            artifact.onnx_path, path, artifact.input_name, artifact.inputs, batch, reduce_range
+            artifact.onnx_path,
+            folder / GRAPH_FILE,
+            artifact.input_name,
+            artifact.inputs,
+            batch,
+            reduce_range,
         )
-    return path, False
+
+    folder, reused = cache.entry("onnx", *parts).get(make)
+    return folder / GRAPH_FILE, reused
 
 
 def calibration_batch_size(artifact: Artifact) -> int:

@@ -11,13 +11,13 @@
 Exit codes: 0 every cell ran (ok, unsupported or skipped); 1 some cell failed; 2 bad input
 (an invalid matrix lists every problem); 3 no cell failed, but GPU cells were skipped because
 this host has no GPU runtime (no NVIDIA GPU, or Docker without nvidia-container-toolkit);
-130 interrupted (resume with --resume --run-id ID).
+75 another run holds the host lock and --no-wait was given; 130 / 143 / 129 interrupted by
+SIGINT / SIGTERM / SIGHUP (resume with --resume --run-id ID).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -25,8 +25,13 @@ from pathlib import Path
 
 from bench.cli import dispatch
 from bench.errors import UsageError
+from bench.fsutil import full_disk_message
 from runner.executors import EXECUTORS, create_executor
+from runner.hostlock import HOST_BUSY_EXIT_CODE, HostBusy, host_lock
 from runner.matrix import Matrix, load_matrix, profiles, with_round_overrides
+from runner.preflight import check_run
+from runner.signals import exit_code as interrupted_exit_code
+from runner.signals import interruptible
 
 NO_GPU_EXIT_CODE = 3
 AUTO = "auto"
@@ -111,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--order-seed", type=int, help="seed of the rounds' orders (recorded)")
     run.add_argument("--run-id", help="default: the matrix name and the UTC time")
     run.add_argument("--resume", action="store_true", help="continue the run --run-id")
+    run.add_argument(
+        "--no-wait",
+        action="store_true",
+        help=f"when another run measures on this host, refuse (exit {HOST_BUSY_EXIT_CODE}) "
+        "instead of waiting for it",
+    )
     run.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     run.add_argument(
         "--cache",
@@ -196,7 +207,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     frameworks = "".join(f"-{f}" for f in args.framework)
     run_id = args.run_id or f"{matrix.name}{frameworks}-{stamp}"
-    _check_writable(args.results)
+    check_run(matrix, run_id, args.results, args.artifacts, export=not args.no_export)
     args.executor, executor_note = _resolve_executor(args.executor)
 
     def executor(name: str) -> object:
@@ -224,15 +235,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"run {run_id}: {len(matrix.cells)} cells, {matrix.threads} threads each, "
         f"executor {args.executor}; results in {opts.run_dir}"
     )
+    resume = (
+        f"python -m runner run --matrix {args.matrix} --executor {args.executor} "
+        f"--run-id {run_id} --resume"
+    )
     try:
-        summary = MatrixRun(matrix, cells, exporter, opts, log).run()
-    except KeyboardInterrupt:
-        log(
-            f"\ninterrupted; continue with: python -m runner run --matrix {args.matrix} "
-            f"--executor {args.executor} --run-id {run_id} --resume"
-        )
-        return 130
-    print(terminal(summary.results))
+        with interruptible(), host_lock(run_id, wait=not args.no_wait, log=log):
+            summary = MatrixRun(matrix, cells, exporter, opts, log).run()
+    except KeyboardInterrupt as exc:
+        log(f"\ninterrupted ({exc}); continue with: {resume}")
+        return interrupted_exit_code(exc)
+    except HostBusy as exc:
+        log(f"error: {exc}")
+        return HOST_BUSY_EXIT_CODE
+    except OSError as exc:
+        if (message := full_disk_message(exc)) is None:
+            raise
+        raise UsageError(f"{message}; then continue with: {resume}") from exc
+    print(terminal(summary.results, matrix.equivalence_band))
     if executor_note:
         log(f"\nNOTE: {executor_note}")
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
@@ -265,15 +285,6 @@ def _resolve_executor(name: str) -> tuple[str, str | None]:
         f"`make engine` installs and starts it (root, Debian/Ubuntu).\n{banner}"
     )
     return "local", note
-
-
-def _check_writable(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    if not os.access(folder, os.W_OK):
-        raise UsageError(
-            f"results folder {folder} is not writable by uid {os.getuid()}; with "
-            "compose, export DEPLOYBENCH_UID=$(id -u) DEPLOYBENCH_GID=$(id -g)"
-        )
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -356,8 +356,10 @@ class MatrixRun:
             raise
         finally:
             self.manifest.finished_at = now()
-            self.manifest.write(self.opts.run_dir)
-            self.executor.cleanup(self.opts.run_id)
+            try:  # on a full disk this write fails too: the cell's container goes all the same
+                self.manifest.write(self.opts.run_dir)
+            finally:
+                self.executor.cleanup(self.opts.run_id)
         return summary
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -172,3 +173,17 @@ def result_with_rounds(
     r.parity = {**r.parity, "verdict": verdict, "top1_agreement": 1.0 if verdict == "pass" else 0.5}
     validate(r.to_dict())
     return r
+
+
+def start_runner(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """A real runner process with default signal handlers (a background job of a
+    non-interactive shell, as the test suite may be, ignores SIGINT) in its own session."""
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )

@@ -28,11 +28,11 @@ from typing import ClassVar
 
 import numpy as np
 
+from bench import cache
 from bench.artifact import Artifact
 from bench.backends.base import Backend, OwnLoopRun
 from bench.backends.cpu import bf16_unsupported_reason
 from bench.errors import Unsupported
-from bench.fsutil import atomic_path, cache_dir
 from bench.measure.timing import TimingConfig, TimingRun
 from bench.native.build import NativeBuild, ensure_built
 from bench.native.library import NativeLibrary, NativeSession
@@ -50,14 +50,15 @@ def torchscript_file(artifact: Artifact) -> Path:
 
     if artifact.weights_path is None:
         raise Unsupported("LibTorch needs the PyTorch model; this artifact came from an ONNX file")
-    path = cache_dir("torchscript", f"{artifact.key}-torch{torch.__version__}.pt")
-    if not path.is_file():
+
+    def make(folder: Path) -> None:
         model = build_model(MODELS.get(artifact.model), str(artifact.weights_path), seed=0)
         with torch.no_grad():
             traced = torch.jit.trace(model, torch.from_numpy(artifact.inputs[:1]))
-        with atomic_path(path) as tmp:
-            torch.jit.save(traced, str(tmp))
-    return path
+        torch.jit.save(traced, str(folder / "model.pt"))
+
+    folder, _ = cache.entry("torchscript", artifact.key, f"torch{torch.__version__}").get(make)
+    return folder / "model.pt"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ the device-compute scope (see bench/backends/ort_cuda.py for the providers and f
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +99,9 @@ class OnnxRuntimeBackend(Backend):
             else:
                 self.model_path, _ = reduced_precision_onnx(self.artifact, "int8", for_cpu=True)
             # ORT writes the graph it will run: the read-back of what its optimiser fused.
-            self.optimized_path = self.model_path.with_suffix(".ort-cpu-optimized.onnx")
+            # Beside the session, not beside the cached graph: a cache entry is never changed.
+            self._readback = tempfile.TemporaryDirectory(prefix="deploybench-ort-")
+            self.optimized_path = Path(self._readback.name) / "ort-cpu-optimized.onnx"
             options.optimized_model_filepath = str(self.optimized_path)
         try:
             self.session = ort.InferenceSession(str(self.model_path), options, providers=providers)
@@ -127,8 +131,11 @@ class OnnxRuntimeBackend(Backend):
             if reason := ort_cuda.tensorrt_unavailable_reason():
                 raise Unsupported(reason)
             # TensorRT converts to fp16 itself (trt_fp16_enable): it gets the fp32 graph.
-            cache = ort_cuda.trt_cache_dir(key, precision, self.cell.batch_size)
-            cache.mkdir(parents=True, exist_ok=True)
+            # ORT reads and writes engines in the folder it is given: a copy of the verified
+            # entry, published again when the session closes (see _close).
+            entry = ort_cuda.trt_cache_entry(key, precision, self.cell.batch_size)
+            self._trt_cache = contextlib.ExitStack()
+            cache = self._trt_cache.enter_context(entry.build(seed=entry.lookup()))
             return self.artifact.onnx_path, ort_cuda.providers("tensorrt", precision, cache)
         path = self.artifact.onnx_path
         if precision == "fp16":  # the CUDA EP runs the types the graph has: a float16 copy
@@ -196,4 +203,11 @@ class OnnxRuntimeBackend(Backend):
         }
 
     def _close(self) -> None:
+        created = getattr(self, "session", None) is not None
         self.session = self.binding = None
+        if (stack := getattr(self, "_trt_cache", None)) is not None:
+            self._trt_cache = None
+            if created:
+                stack.close()  # publishes the engines the TensorRT EP built
+            else:  # a load that failed: its half-built cache is discarded
+                stack.__exit__(RuntimeError, RuntimeError("no session"), None)

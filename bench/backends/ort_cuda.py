@@ -19,16 +19,14 @@ on a host without a GPU.
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from bench import cache
 from bench.cell import Cell
-from bench.fsutil import cache_dir
 
 EPS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 # The TensorRT libraries onnxruntime-gpu 1.31.1's TensorRT EP is linked against (readelf).
@@ -77,13 +75,11 @@ def tensorrt_unavailable_reason() -> str | None:
     return None
 
 
-def trt_cache_dir(artifact_key: str, precision: str, batch_size: int) -> Path:
-    """Where the TensorRT EP keeps engines and timing cache for this artifact and cell.
-
-    ORT adds the GPU's compute capability to each engine's file name itself."""
+def trt_cache_entry(artifact_key: str, precision: str, batch_size: int) -> cache.Entry:
+    """The cache entry in which the TensorRT EP keeps engines and timing cache for this
+    artifact and cell. ORT adds the GPU's compute capability to each engine's file name."""
     what = {"ort": ort.__version__, "precision": precision, "batch": batch_size}
-    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
-    return cache_dir("ort-trt", f"{artifact_key[:16]}-{digest[:12]}")
+    return cache.entry("ort-trt", artifact_key[:16], what=what)
 
 
 def graph_precision(onnx_path: Path) -> str:

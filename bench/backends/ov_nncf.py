@@ -15,10 +15,10 @@ from pathlib import Path
 
 import openvino as ov
 
+from bench import cache
 from bench.artifact import Artifact
 from bench.backends.cpu import int8_cpu_settings
 from bench.errors import Unsupported
-from bench.fsutil import atomic_dir, cache_dir
 from bench.quantize import (
     calibration_batch_size,
     calibration_batches,
@@ -58,17 +58,17 @@ def recipe_digest() -> str:
     return short_digest({"recipe": recipe(), "nncf": nncf_version(), "openvino": ov.get_version()})
 
 
-def ir_path(artifact: Artifact) -> Path:
-    """Where the NNCF-quantized IR of this artifact is cached."""
+def ir_entry(artifact: Artifact) -> cache.Entry:
+    """The cache entry of the NNCF-quantized IR of this artifact."""
     parts = [artifact.key[:16], recipe_digest(), calibration_digest(artifact.inputs)[:16]]
-    return cache_dir("openvino-nncf", "-".join(parts)) / IR_FILE
+    return cache.entry("openvino-nncf", *parts)
 
 
 def quantized_ir(core: ov.Core, artifact: Artifact) -> tuple[Path, bool]:
     """The artifact's model quantized by NNCF, as cached IR: (path of the .xml, reused?)."""
-    path = ir_path(artifact)
-    if path.is_file():
-        return path, True
+    entry = ir_entry(artifact)
+    if found := entry.lookup():
+        return found / IR_FILE, True
     import nncf
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters,
@@ -86,7 +86,7 @@ def quantized_ir(core: ov.Core, artifact: Artifact) -> tuple[Path, bool]:
             overflow_fix=OverflowFix(recipe()["overflow_fix"])
         ),
     )
-    with atomic_dir(path.parent) as tmp:
+    with entry.build() as tmp:
         # Float weights stay fp32: save_model would otherwise store them as fp16.
         ov.save_model(quantized, str(tmp / IR_FILE), compress_to_fp16=False)
-    return path, False
+    return entry.path / IR_FILE, False

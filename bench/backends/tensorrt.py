@@ -12,8 +12,8 @@ typed and each tensor runs in the type the ONNX graph gives it.
 A graph or precision TensorRT cannot build on this GPU is `unsupported`, in TensorRT's words.
 
 The engine is specialised to the cell's batch (an optimization profile with min = opt = max when
-the graph's batch is dynamic) and cached under `cache_dir("tensorrt")`, keyed by everything that
-changes it (`engine_cache_key`); its build time is reported as `build_s`, apart from loading.
+the graph's batch is dynamic) and kept in the verified cache (`bench.cache`), keyed by everything
+that changes it (`engine_cache_key`); its build time is reported as `build_s`, apart from loading.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import numpy as np
 import tensorrt as trt
 from cuda.bindings import runtime as cudart
 
+from bench import cache
 from bench.artifact import Artifact
 from bench.backends.base import Backend, static_input_shape
 from bench.backends.cuda import cuda_unavailable_reason
@@ -40,7 +41,6 @@ from bench.backends.tensorrt_engine import (
 )
 from bench.cell import Cell
 from bench.errors import Unsupported
-from bench.fsutil import atomic_path, cache_dir
 from bench.quantize import (
     RECIPES,
     calibration_digest,
@@ -50,6 +50,7 @@ from bench.quantize import (
 
 log = logging.getLogger(__name__)
 
+ENGINE_FILE = "model.engine"  # the file of a "tensorrt" cache entry
 # Room for TensorRT's tactics; a larger workspace only widens the search, never slows a kernel.
 WORKSPACE_BYTES = 4 << 30
 
@@ -149,9 +150,11 @@ class TensorRtBackend(Backend):
             calibration_hash=calibration,
             builder_settings=settings,
         )
-        engine_path = cache_dir("tensorrt", key + ".engine")
+        entry = cache.entry("tensorrt", self.artifact.key[:16], key)
         self._runtime = trt.Runtime(self._logger)
-        build_s, reused = 0.0, engine_path.is_file()
+        found = entry.lookup()  # verified: deserializing an engine runs the code it holds
+        engine_path = (found or entry.path) / ENGINE_FILE
+        build_s, reused = 0.0, found is not None
         if reused:
             self._engine = self._runtime.deserialize_cuda_engine(engine_path.read_bytes())
             if self._engine is None:  # truncated or from another build: rebuild it
@@ -161,8 +164,9 @@ class TensorRtBackend(Backend):
             t0 = time.perf_counter()
             plan = self._build(onnx_path, shape, tf32=settings["tf32"])
             build_s = time.perf_counter() - t0
-            with atomic_path(engine_path) as tmp:
-                tmp.write_bytes(plan)
+            with entry.build() as folder:
+                (folder / ENGINE_FILE).write_bytes(plan)
+            engine_path = entry.path / ENGINE_FILE
             self._engine = self._runtime.deserialize_cuda_engine(plan)
             if self._engine is None:
                 raise RuntimeError(f"tensorrt: the new engine did not load: {self._logger.take()}")

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import torch
 
+from bench import cache
 from bench.artifact import Artifact
 from bench.backends.cpu import int8_cpu_settings
 from bench.errors import Unsupported
-from bench.fsutil import atomic_path, cache_dir
 from bench.quantize import calibration_digest, short_digest
 
 # Everything that decides the quantized program besides the model and the calibration data.
@@ -50,6 +50,7 @@ RECIPE: dict[str, object] = {
 
 # Calls in Inductor's generated wrapper code: oneDNN's quantized kernels, and the float
 # convolution / matmul kernels that a layer left unquantized would call instead.
+PROGRAM_FILE = "program.pt2"  # the file of a "torch-int8" cache entry
 _INT8_CALL = re.compile(r"torch\.ops\.((?:onednn\.q|quantized\.)\w+)")
 _FLOAT_CALL = re.compile(r"torch\.ops\.((?:mkldnn|mkl)\.\w+)|extern_kernels\.(\w+)")
 
@@ -87,8 +88,8 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def program_path(artifact: Artifact, batch_size: int, channels_last: bool) -> Path:
-    """Where the quantized program of this artifact, batch size and memory format is cached."""
+def program_entry(artifact: Artifact, batch_size: int, channels_last: bool) -> cache.Entry:
+    """The cache entry of the quantized program of this artifact, batch size, memory format."""
     parts = [
         artifact.key[:16],
         f"b{batch_size}",
@@ -96,7 +97,7 @@ def program_path(artifact: Artifact, batch_size: int, channels_last: bool) -> Pa
         recipe_digest(),
         calibration_digest(artifact.inputs)[:16],
     ]
-    return cache_dir("torch-int8", "-".join(parts) + ".pt2")
+    return cache.entry("torch-int8", *parts)
 
 
 def quantization_config() -> object:
@@ -136,17 +137,17 @@ def quantized_program(
     """The quantized program for these calibration batches (the artifact's inputs, in the
     model's memory format), cached: (program, path, reused?). `build` makes the float model;
     it is only called when the cache has no program."""
-    path = program_path(artifact, len(batches[0]), channels_last)
-    if path.is_file():
+    entry = program_entry(artifact, len(batches[0]), channels_last)
+    if found := entry.lookup():  # verified first: loading a program runs what it holds
         # The program's quantize/dequantize ops are torchao's: registered when it is imported,
         # which a fresh process (a later round, another cell) has not done yet.
         import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
 
-        return torch.export.load(str(path)).module(), path, True
+        return torch.export.load(str(found / PROGRAM_FILE)).module(), found / PROGRAM_FILE, True
     converted = quantize(build(), batches)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with entry.build() as folder, open(folder / PROGRAM_FILE, "wb") as f:
         torch.export.save(torch.export.export(converted, (batches[0],)), f)
-    return converted, path, False
+    return converted, entry.path / PROGRAM_FILE, False
 
 
 def count_calls(code: str) -> tuple[dict[str, int], dict[str, int]]:

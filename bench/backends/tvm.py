@@ -27,7 +27,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -44,12 +43,12 @@ from tvm.relax import transform as rx
 from tvm.relax.frontend.onnx import from_onnx
 from tvm.s_tir import meta_schedule as ms
 
+from bench import cache
 from bench.backends import tvm_cuda
 from bench.backends.base import Backend, static_input_shape
 from bench.backends.cuda import cuda_unavailable_reason
 from bench.errors import Unsupported
 from bench.frameworks import FRAMEWORKS
-from bench.fsutil import atomic_write_text, cache_dir
 
 # The framework table holds the default (bench/frameworks.py).
 DEFAULT_TRIALS_PER_TASK = int(FRAMEWORKS.get("tvm").option("trials_per_task").default or 64)
@@ -71,11 +70,10 @@ def host_target(threads: int) -> dict[str, object]:
     return json.loads(str(target))
 
 
-def tuning_dir(artifact_key: str, target: dict[str, object], batch_size: int) -> Path:
-    """Where the MetaSchedule database of this artifact, target and batch size lives."""
+def tuning_entry(artifact_key: str, target: dict[str, object], batch_size: int) -> cache.Entry:
+    """The cache entry of the MetaSchedule database of this artifact, target and batch size."""
     what = {"target": target, "batch": batch_size, "tvm": tvm.__version__}
-    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
-    return cache_dir("tvm", f"{artifact_key[:16]}-{digest[:12]}")
+    return cache.entry("tvm", artifact_key[:16], what=what)
 
 
 def _valid(record: object) -> bool:
@@ -211,42 +209,49 @@ class TvmBackend(Backend):
 
     def _tune(self, mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
         """Tune unless the cached database covers this budget, then apply it with prepacking."""
-        work_dir = tuning_dir(self.artifact.key, self.target, self.cell.batch_size)
-        done_file = work_dir / _DONE
-        done = json.loads(done_file.read_text()) if done_file.is_file() else {}
+        entry = tuning_entry(self.artifact.key, self.target, self.cell.batch_size)
+        found = entry.lookup()  # verified: a database is read back into compiled code
+        done_file = found / _DONE if found else None
+        done = json.loads(done_file.read_text()) if done_file and done_file.is_file() else {}
         self.tuning_reused = (
             done.get("trials", 0) >= self.trials and done.get("trials_per_task", 0) >= self.per_task
         )
         prepared = prepare_for_tuning(mod, target, self.prepack)
         self.tasks = len(ms.relax_integration.extract_tasks(prepared, target))
+        work_dir = found
         if not self.tuning_reused:
-            started = time.perf_counter()
-            work_dir.mkdir(parents=True, exist_ok=True)
-            before = valid_records(work_dir)
-            ms.relax_integration.tune_relax(
-                prepared,
-                {},
-                target,
-                str(work_dir),
-                self.trials,
-                max_trials_per_task=self.per_task,
-                builder=ms.builder.LocalBuilder(
-                    max_workers=self.cell.threads, f_build=build_candidate
-                ),
-                runner=ms.runner.LocalRunner(),  # one process: measurements do not overlap
-                seed=0,
-            )
-            self.trials_run = valid_records(work_dir) - before
-            if self.trials_run == 0:
-                raise RuntimeError(f"no MetaSchedule candidate built and ran; see {work_dir}/logs")
-            self.tuning_s = time.perf_counter() - started
-            budget = {"trials": self.trials, "trials_per_task": self.per_task}
-            atomic_write_text(done_file, json.dumps(budget))
+            # Tuned further in a copy of the database, which then replaces the entry whole.
+            with entry.build(seed=found) as staging:
+                self._tune_into(staging, prepared, target)
+            work_dir = entry.path
         self.tuning_database, self.records = str(work_dir), valid_records(work_dir)
         self.tuned_tasks = tuned_workloads(work_dir)
         return relax.pipeline.static_shape_tuning_pipeline(
             0, target, str(work_dir), cpu_weight_prepack=self.prepack
         )(mod)
+
+    def _tune_into(self, work_dir: Path, prepared: tvm.IRModule, target: tvm.target.Target) -> None:
+        """Run MetaSchedule with this cell's budget on the prepared module, adding to the
+        database in `work_dir`."""
+        started = time.perf_counter()
+        before = valid_records(work_dir)
+        ms.relax_integration.tune_relax(
+            prepared,
+            {},
+            target,
+            str(work_dir),
+            self.trials,
+            max_trials_per_task=self.per_task,
+            builder=ms.builder.LocalBuilder(max_workers=self.cell.threads, f_build=build_candidate),
+            runner=ms.runner.LocalRunner(),  # one process: measurements do not overlap
+            seed=0,
+        )
+        self.trials_run = valid_records(work_dir) - before
+        if self.trials_run == 0:
+            raise RuntimeError("no MetaSchedule candidate built and ran (its logs are above)")
+        self.tuning_s = time.perf_counter() - started
+        budget = {"trials": self.trials, "trials_per_task": self.per_task}
+        (work_dir / _DONE).write_text(json.dumps(budget))
 
     def _threads(self) -> int:
         return int(tvm.get_global_func("runtime.NumThreads")())

@@ -48,8 +48,23 @@ def decode(path: Path) -> np.ndarray:
 
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise UsageError(f"cannot decode image {path}")
+        raise UsageError(f"cannot decode image {path} (corrupt, or not an image)")
+    _check_complete(path)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _check_complete(path: Path) -> None:
+    """OpenCV decodes a truncated JPEG without an error, greying out what is missing: Pillow
+    (which scikit-image brings where the export runs) reads the whole file to tell."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UsageError(f"image {path} is corrupt or truncated ({exc})") from exc
 
 
 def preprocess_image(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:

@@ -18,8 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import cache
 from bench.errors import Unsupported, UsageError
-from bench.fsutil import atomic_dir, cache_dir
 from bench.native import FRAMEWORKS
 
 SOURCE_DIR = Path(__file__).resolve().parent
@@ -139,12 +139,11 @@ def ensure_built(framework: str) -> NativeBuild:
     _tool("cmake")
     _sdk, version = _sdk_args(framework)
     key = build_key(framework, version, _compiler_version())
-    target = cache_dir("native", f"{framework}-{key}")
-    found = NativeBuild.in_dir(target, framework)
-    if found.exists():
-        return found
-    # Built beside the target and renamed into place: a concurrent cell never sees half a build,
-    # and when two build at once the first one's folder is kept.
-    with atomic_dir(target) as staging:
+    entry = cache.entry("native", f"{framework}-{key}")
+    # Verified before use (a library is loaded into the cell), built beside the entry and
+    # renamed into place whole: a concurrent cell never sees half a build.
+    if (found := entry.lookup()) and NativeBuild.in_dir(found, framework).exists():
+        return NativeBuild.in_dir(found, framework)
+    with entry.build() as staging:
         build(framework, staging)
-    return found
+    return NativeBuild.in_dir(entry.path, framework)

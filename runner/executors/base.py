@@ -88,6 +88,7 @@ class Outcome:
     timed_out: bool = False
     oom: bool = False
     start_error: str | None = None  # it could not start at all
+    engine_error: str | None = None  # the Docker engine went away while the cell ran
     image: str | None = None
     image_id: str | None = None
 
@@ -95,6 +96,9 @@ class Outcome:
         """Why a cell without a result ended, in words."""
         if self.start_error:
             return f"could not start: {self.start_error}"
+        if self.engine_error:
+            code = "" if self.exit_code is None else f"; its container ended with {self.exit_code}"
+            return f"{self.engine_error}{code}"
         if self.timed_out:
             return f"timed out after {timeout_s:g} s and was killed"
         if self.oom:

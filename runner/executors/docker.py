@@ -1,28 +1,38 @@
 """Cells in fresh containers, through the Docker SDK for Python (not the docker CLI).
 
-Each cell gets a new container of its framework's image: network disabled, the artifact folder
-mounted read-only, only the run's cell folder writable, pinned to the run's CPU set, a memory
-limit without swap, a timeout, labels with the run id (so `runner clean` finds orphans after a
-crash), and NVIDIA device requests for GPU cells. The cell is handed over as a mounted file;
-the container writes its result into the mounted results folder; its logs are saved per cell.
-The container is removed in a `finally`, whatever happened.
+Each cell gets a new container of its framework's image, hardened as `hardening` says (the
+image's non-root user, no capabilities, no-new-privileges, a pids limit, a read-only root with a
+tmpfs /tmp, no network, a capped log), with only its own artifact mounted read-only, a folder of
+its own to write its result into, the shared cache read-only and a staging folder for what it
+adds to it, pinned to the run's CPU set, a memory limit without swap, a timeout, labels with the
+run id and the runner's identity (so that orphans of a dead runner are found and removed before
+the next run measures), and NVIDIA device requests for GPU cells. The container is removed in a
+`finally`, whatever happened; when the engine itself went away, once it is back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import docker
 import docker.errors
 import requests
+import urllib3
 
+from bench import cache
 from bench.cell import Cell
 from bench.errors import UsageError
+from bench.fsutil import atomic_write_text
 from bench.models import ONNX_PREFIX, is_onnx_model
+from runner import owner
+from runner.executors import hardening
 from runner.executors.base import (
     CellJob,
     Executor,
@@ -43,7 +53,15 @@ from runner.images import (
 
 RUN_LABEL = "ai.deploybench.run"
 CELL_LABEL = "ai.deploybench.cell"
+OWNER_PREFIX = "ai.deploybench.runner."  # + host, boot_id, pid, start: see runner.owner
 CACHE_IN_CONTAINER = "/cache"
+STAGING_IN_CONTAINER = "/cache-new"
+OUT_IN_CONTAINER = "/out"
+ARTIFACTS_REUSE_IN_CONTAINER = "/artifacts-existing"
+FAULT_ENV = "DEPLOYBENCH_FAULT"  # bench.faults: the runner's tests and benchmarks/faults.py
+ENGINE_WAIT_S = 120.0  # how long a cell waits for a restarting engine to answer again
+# The engine went away: the connection broke, or it answered that it is shutting down.
+ENGINE_GONE = (requests.exceptions.ConnectionError, docker.errors.APIError)
 
 
 def connect() -> docker.DockerClient:
@@ -58,6 +76,14 @@ def connect() -> docker.DockerClient:
             "it as root on Debian/Ubuntu, or `systemctl start docker`), or run with "
             "--executor local"
         ) from exc
+
+
+def _timed_out(exc: Exception) -> bool:
+    """A wait that ran out of time (the SDK raises it as ReadTimeout, or as a ConnectionError
+    around urllib3's ReadTimeoutError), not an engine that went away."""
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return True
+    return any(isinstance(a, urllib3.exceptions.ReadTimeoutError) for a in exc.args)
 
 
 def engine_unreachable_reason() -> str | None:
@@ -93,6 +119,8 @@ class DockerExecutor(Executor):
     def prepare(
         self, frameworks: set[tuple[str, str]], log: Callable[[str], None]
     ) -> dict[str, dict]:
+        if removed := self.cleanup():  # before anything is measured
+            log(f"removed {removed} containers left behind by runners that are gone")
         specs: list[ImageSpec] = []
         for framework, device in sorted(frameworks):
             if device == "cuda" and self.gpu_reason:
@@ -110,6 +138,72 @@ class DockerExecutor(Executor):
             for host, (inside, mode) in job_paths.items()
         }
 
+    def _owner_labels(self) -> dict[str, str]:
+        return {OWNER_PREFIX + k: v for k, v in owner.this_process().items()}
+
+    def _engine_back(self, within_s: float) -> bool:
+        """Wait until the engine answers again (it restarts); False when it did not in time."""
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.exceptions.RequestException, docker.errors.APIError):
+                if self.client.ping():
+                    return True
+            time.sleep(1.0)
+        return False
+
+    def _wait(self, container: object, timeout_s: float, outcome: Outcome) -> None:
+        """Wait for the container's end, its timeout, or the engine's loss (then its return)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise requests.exceptions.ReadTimeout("the cell's timeout passed")
+                outcome.exit_code = container.wait(timeout=remaining).get("StatusCode")
+                return
+            except docker.errors.NotFound:
+                outcome.engine_error = "the cell's container was removed while it ran"
+                return
+            except (*ENGINE_GONE, requests.exceptions.ReadTimeout) as exc:
+                if _timed_out(exc):
+                    outcome.timed_out = True
+                    with contextlib.suppress(*ENGINE_GONE):
+                        container.kill()
+                    return
+                outcome.engine_error = f"the Docker engine went away during the cell ({exc})"
+                if not self._engine_back(min(ENGINE_WAIT_S, max(remaining, 1.0))):
+                    return
+                try:
+                    container.reload()
+                except docker.errors.NotFound:
+                    return
+                except ENGINE_GONE:
+                    continue
+                if container.status == "running":
+                    continue  # the engine kept it (live-restore): wait on
+                outcome.exit_code = container.attrs["State"].get("ExitCode")
+                return
+
+    @staticmethod
+    def _retrying(action: Callable[[], object], within_s: float = ENGINE_WAIT_S) -> object:
+        """`action()` again until it works (None when the container is gone): an engine that is
+        restarting refuses or drops calls for a while, and may still answer pings as it stops."""
+        deadline = time.monotonic() + within_s
+        while True:
+            try:
+                return action()
+            except docker.errors.NotFound:
+                return None
+            except ENGINE_GONE:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+
+    def _remove(self, container: object) -> None:
+        """Never leave a container behind while the run lives, even across an engine restart."""
+        with contextlib.suppress(*ENGINE_GONE):
+            self._retrying(lambda: container.remove(force=True))
+
     def _start_and_wait(
         self,
         image: str,
@@ -122,46 +216,50 @@ class DockerExecutor(Executor):
         **limits: object,
     ) -> Outcome:
         outcome = Outcome(image=image, image_id=self.client.images.get(image).id)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             container = self.client.containers.run(
                 image,
                 command,
                 detach=True,
-                init=True,  # tini as PID 1: signals forwarded, children reaped
-                network_disabled=True,
                 volumes=volumes,
-                labels=labels,
+                labels={**labels, **self._owner_labels()},
                 environment=env,
-                user=f"{os.getuid()}:{os.getgid()}",
+                **hardening.container_settings(),
                 **limits,
             )
-        except docker.errors.APIError as exc:
-            outcome.start_error = str(exc.explanation or exc)
+        except ENGINE_GONE as exc:
+            outcome.start_error = str(getattr(exc, "explanation", None) or exc)
             log_path.write_text(f"container did not start: {outcome.start_error}\n")
             return outcome
         try:
+            self._wait(container, timeout_s, outcome)
             try:
-                status = container.wait(timeout=timeout_s)
-                outcome.exit_code = status.get("StatusCode")
-            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-                outcome.timed_out = True
-                with contextlib.suppress(docker.errors.APIError):
-                    container.kill()
-            log_path.write_bytes(container.logs(stdout=True, stderr=True))
-            container.reload()
-            outcome.oom = bool(container.attrs["State"].get("OOMKilled"))
+                hardening.save_logs(container, log_path)
+                container.reload()
+                outcome.oom = bool(container.attrs["State"].get("OOMKilled"))
+            except ENGINE_GONE as exc:  # it stopped the container as it went
+                outcome.engine_error = f"the Docker engine went away at the end of the cell ({exc})"
+                with log_path.open("a") as log:
+                    log.write(f"\n[the container's log could not be read: {exc}]\n")
         finally:
-            with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True)
+            self._remove(container)
         return outcome
 
     def export(self, job: ExportJob) -> int:
+        """The export stage in its image (torch-cpu; ort-cpu for a user's ONNX file), as the
+        image's user: it writes into a folder of its own; existing artifacts are offered
+        read-only for reuse, a user's ONNX file and photos are mounted read-only, and a new
+        artifact and the export's result file are copied out as the runner's own files."""
         spec = export_image(job.spec.model)
         if spec.name not in self.images:  # normally built by prepare(), with progress shown
             self.prepare({export_framework(job.spec.model)}, print)
         job.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        # The user's own ONNX file and photos are read-only mounts: a container sees no host path.
-        mounts = {job.artifacts_dir: ("/artifacts", "rw")}
+        staging = hardening.cell_folder(job.artifacts_dir / f".export-{uuid.uuid4().hex[:12]}")
+        mounts = {
+            staging: ("/artifacts", "rw"),
+            job.artifacts_dir: (ARTIFACTS_REUSE_IN_CONTAINER, "ro"),
+        }
         model = images = None
         if is_onnx_model(job.spec.model):
             source = Path(job.spec.model[len(ONNX_PREFIX) :]).resolve()
@@ -170,51 +268,62 @@ class DockerExecutor(Executor):
         if job.spec.images:
             mounts[Path(job.spec.images).resolve()] = ("/images", "ro")
             images = "/images"
-        command = export_arguments(
-            job.spec, "/artifacts", f"/artifacts/{job.result_path.name}", model, images
-        )
-        outcome = self._start_and_wait(
-            spec.tag(),
-            command,
-            self._mounts(mounts),
-            job.log_path,
-            job.timeout_s,
-            {RUN_LABEL: "export"},
-            {"HOME": "/tmp"},
-        )
-        return (
-            124
-            if outcome.timed_out
-            else (outcome.exit_code if outcome.exit_code is not None else 125)
-        )
+        result = f"/artifacts/{job.result_path.name}"
+        command = export_arguments(job.spec, "/artifacts", result, model, images)
+        try:
+            outcome = self._start_and_wait(
+                spec.tag(),
+                command,
+                self._mounts(mounts),
+                job.log_path,
+                job.timeout_s,
+                {RUN_LABEL: "export"},
+                {"HOME": "/tmp", "DEPLOYBENCH_ARTIFACTS_REUSE": ARTIFACTS_REUSE_IN_CONTAINER},
+            )
+            for new in staging.iterdir():
+                if (new / "meta.json").is_file() and not (job.artifacts_dir / new.name).exists():
+                    hardening.adopt_tree(new, job.artifacts_dir / new.name)
+            written = staging / job.result_path.name
+            if written.is_file() and not written.is_symlink() and written.stat().st_size < 1 << 16:
+                atomic_write_text(job.result_path, written.read_text())
+        finally:
+            hardening.remove_folder(staging)
+        if outcome.timed_out:
+            return 124
+        return outcome.exit_code if outcome.exit_code is not None else 125
 
     def run(self, job: CellJob) -> Outcome:
         spec = image_for(job.cell.framework, job.cell.device)
         info = self.images[spec.name]
-        results_dir = job.result_path.parent
-        results_dir.mkdir(parents=True, exist_ok=True)
+        job.result_path.parent.mkdir(parents=True, exist_ok=True)
+        # The cell's own folders: its result (in the run folder), its cache additions.
+        cell_tag = f"{job.cell.id}-{uuid.uuid4().hex[:8]}"
+        out = hardening.cell_folder(job.result_path.parent.parent / ".cells" / cell_tag)
         with tempfile.NamedTemporaryFile("w", suffix=".cell.json", delete=False) as f:
-            f.write(
-                cell_document(
-                    job, f"/artifacts/{job.artifact_dir.name}", f"/results/{job.result_path.name}"
-                )
-            )
+            artifact = f"/artifacts/{job.artifact_dir.name}"
+            f.write(cell_document(job, artifact, f"{OUT_IN_CONTAINER}/result.json"))
         os.chmod(f.name, 0o644)
         mounts = {
-            job.artifact_dir.parent: ("/artifacts", "ro"),
-            results_dir: ("/results", "rw"),
+            job.artifact_dir: (artifact, "ro"),  # this cell's artifact, no other
+            out: (OUT_IN_CONTAINER, "rw"),
             Path(f.name): ("/run/cell.json", "ro"),
         }
         env = {
             "HOME": "/tmp",
             "DEPLOYBENCH_IMAGE": info["tag"],
             "DEPLOYBENCH_IMAGE_DIGEST": info["id"],
+            # A deliberate fault set for the whole run reaches cells as it does local ones.
+            **{k: v for k, v in os.environ.items() if k == FAULT_ENV},
             **job.env,
         }
+        staging = None
         if self.cache_dir:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            mounts[self.cache_dir] = (CACHE_IN_CONTAINER, "rw")
+            staging = hardening.cell_folder(self.cache_dir / ".staging" / cell_tag)
+            mounts[self.cache_dir] = (CACHE_IN_CONTAINER, "ro")
+            mounts[staging] = (STAGING_IN_CONTAINER, "rw")
             env["DEPLOYBENCH_CACHE"] = CACHE_IN_CONTAINER
+            env[cache.STAGING_ENV] = STAGING_IN_CONTAINER
         limits: dict[str, object] = {
             "mem_limit": job.memory_limit,
             "memswap_limit": job.memory_limit,
@@ -225,7 +334,7 @@ class DockerExecutor(Executor):
                 docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
             ]
         try:
-            return self._start_and_wait(
+            outcome = self._start_and_wait(
                 info["tag"],
                 ["run", "--cell", "/run/cell.json"],
                 self._mounts(mounts),
@@ -235,17 +344,52 @@ class DockerExecutor(Executor):
                 env,
                 **limits,
             )
+            hardening.take_file(out / "result.json", job.result_path)
+            if staging is not None:
+                self._promote(staging, job)
+            return outcome
         finally:
             os.unlink(f.name)
+            hardening.remove_folder(out)
+            if staging is not None:
+                hardening.remove_folder(staging)
+
+    def _promote(self, staging: Path, job: CellJob) -> None:
+        """Move what the cell added to the cache into it (its own artifact's verified entries
+        only), and say so in its log."""
+        key = json.loads((job.artifact_dir / "meta.json").read_text())["key"][:16]
+        promoted, refused = cache.promote(staging, self.cache_dir, key)
+        if promoted or refused:
+            with job.log_path.open("a") as log:
+                for rel in promoted:
+                    log.write(f"[runner] cache entry {rel} added to the shared cache\n")
+                for why in refused:
+                    log.write(f"[runner] cache entry refused: {why}\n")
 
     def image_id(self, cell: Cell) -> str | None:
         return self.images.get(image_for(cell.framework, cell.device).name, {}).get("id")
 
     def cleanup(self, run_id: str | None = None) -> int:
-        """Remove containers left by a crashed runner (all runs, or one); returns how many."""
+        """Remove what runs left behind; returns how many containers. With `run_id` (the end
+        of a run, by its own runner): that run's containers. Without: the containers of every
+        runner that is no longer alive, and no other (a live run's cells are never touched)."""
         label = f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL
-        containers = self.client.containers.list(all=True, filters={"label": label})
+        listed = self._retrying(
+            lambda: self.client.containers.list(all=True, filters={"label": label})
+        )
+        mine = owner.this_process()
+        containers = [
+            c
+            for c in listed or []
+            if (self._owner_of(c) in (mine, {}) if run_id else owner.is_dead(self._owner_of(c)))
+        ]
         for container in containers:
-            with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True)
+            self._remove(container)
         return len(containers)
+
+    @staticmethod
+    def _owner_of(container: object) -> dict[str, str]:
+        labels = container.labels or {}
+        return {
+            k.removeprefix(OWNER_PREFIX): v for k, v in labels.items() if k.startswith(OWNER_PREFIX)
+        }

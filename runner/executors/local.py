@@ -3,12 +3,15 @@ framework image (compose), and hosts where Docker is not allowed.
 
 Each cell is a fresh `python -m bench run --cell FILE` process in its own process group,
 pinned to the run's CPUs, with its data segment limited to the memory limit (so a runaway
-allocation fails inside the cell instead of taking the host down) and killed on timeout.
+allocation fails inside the cell instead of taking the host down) and killed on timeout. The
+runner kills the cell's group when it is interrupted; a cell also gets SIGKILL from the kernel
+when the runner dies without cleaning up (SIGKILL, a crash): it never outlives its runner.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import signal
@@ -30,6 +33,17 @@ from runner.executors.base import (
     parse_memory,
 )
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with(parent: int) -> None:
+    """In the child, before exec: SIGKILL when the parent (the runner) dies; and if it died
+    already, while this child was being started, stop now."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
 
 def _run_logged(
     cmd: list[str],
@@ -40,6 +54,13 @@ def _run_logged(
 ) -> tuple[int | None, bool]:
     """Run `cmd` with output to `log_path`; returns (exit code, timed out)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    parent = os.getpid()
+
+    def child() -> None:
+        _die_with(parent)
+        if preexec:
+            preexec()
+
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             cmd,
@@ -47,7 +68,7 @@ def _run_logged(
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=preexec,
+            preexec_fn=child,
         )
         try:
             return proc.wait(timeout=timeout_s), False

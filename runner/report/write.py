@@ -12,7 +12,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader
 from tabulate import tabulate
 
 from bench.backends.base import SCOPE_DESCRIPTIONS
@@ -349,9 +349,9 @@ def csv_text(runs: list[Run]) -> str:
 
 def html(runs: list[Run], plot_files: list[Path]) -> str:
     results = _all_results(runs)
-    env = Environment(
-        loader=PackageLoader("runner.report", "templates"), autoescape=select_autoescape()
-    )
+    # Always escaped: reasons, options and model names are text from cells and users, and
+    # select_autoescape() would not match the template's .html.j2 name.
+    env = Environment(loader=PackageLoader("runner.report", "templates"), autoescape=True)
     pngs = [p for p in plot_files if p.suffix == ".png"]
     images = [{"name": p.stem, "data": base64.b64encode(p.read_bytes()).decode()} for p in pngs]
     scopes = sorted({t["scope"] for r in results for t in (r.timing, r.compute_timing) if t})

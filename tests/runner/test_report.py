@@ -214,3 +214,26 @@ def test_runs_from_different_cpus_are_named_and_warned_about(report_run, tmp_pat
     # One run alone, or a run against itself: no warning.
     write_report([load_run(run_dir)], tmp_path / "alone")
     assert "WARNING" not in (tmp_path / "alone" / "report.md").read_text()
+
+
+HOSTILE = "<script>alert('x')</script>"
+
+
+def test_hostile_strings_in_a_shared_report_render_as_text(report_run, tmp_path):
+    """A reason, an option and a model name holding markup are escaped in report.html."""
+    run_dir, _ = report_run
+    dest = tmp_path / "hostile"
+    shutil.copytree(run_dir, dest)
+    files = sorted((dest / "cells").glob("*.json"))
+    ok = json.loads(files[0].read_text())
+    ok["cell"]["model"] = f"m{HOSTILE}"
+    ok["cell"]["options"] = {"k<b>": f"v{HOSTILE}"}
+    files[0].write_text(json.dumps(ok))
+    failed = json.loads(files[1].read_text())
+    failed.update(status="failed", reason=f"r{HOSTILE}", log_tail=None)
+    files[1].write_text(json.dumps(failed))
+    write_report([load_run(dest)], dest)
+    page = (dest / "report.html").read_text()
+    assert "<script>" not in page and "<b>" not in page
+    escaped = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
+    assert f"m{escaped}" in page and f"v{escaped}" in page and f"r{escaped}" in page

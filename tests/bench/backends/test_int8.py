@@ -101,6 +101,16 @@ def test_a_quantized_model_is_cached_and_reused(
     # The cached model is the one that was quantized: the same answers.
     for a, b in zip(first["parity"]["outputs"], again["parity"]["outputs"], strict=True):
         assert a["rel_l2"] == pytest.approx(b["rel_l2"], rel=1e-6)
+    # Poisoned in place (weights zeroed, the size kept): detected, rebuilt, never loaded.
+    largest = max(Path(path).parent.iterdir(), key=lambda f: f.stat().st_size)
+    data = bytearray(largest.read_bytes())
+    data[len(data) // 4 : len(data) // 2] = bytes(len(data) // 2 - len(data) // 4)
+    largest.write_bytes(bytes(data))
+    rebuilt = run_cell_to_file(small_artifact, tmp_path, framework, precision="int8")
+    assert rebuilt["status"] == "ok" and rebuilt["runtime"][reused_key] is False
+    assert rebuilt["runtime"][model_key] == path and largest.read_bytes() != bytes(data)
+    for a, b in zip(first["parity"]["outputs"], rebuilt["parity"]["outputs"], strict=True):
+        assert a["rel_l2"] == pytest.approx(b["rel_l2"], rel=1e-6)
 
 
 def test_openvino_quantizer_qdq_runs_onnx_runtimes_graph(small_artifact, tmp_path, cache):

@@ -60,16 +60,16 @@ def test_the_providers_of_each_ep(tmp_path):
 def test_the_tensorrt_cache_is_keyed_by_artifact_ort_precision_and_batch(tmp_path, monkeypatch):
     monkeypatch.setenv("DEPLOYBENCH_CACHE", str(tmp_path))
     key = "ab" * 32
-    path = ort_cuda.trt_cache_dir(key, "fp16", 1)
+    path = ort_cuda.trt_cache_entry(key, "fp16", 1).path
     assert path.parent == tmp_path / "ort-trt" and path.name.startswith(key[:16] + "-")
-    assert ort_cuda.trt_cache_dir(key, "fp16", 1) == path
+    assert ort_cuda.trt_cache_entry(key, "fp16", 1).path == path
     others = {
-        ort_cuda.trt_cache_dir(key, "fp32", 1),
-        ort_cuda.trt_cache_dir(key, "fp16", 8),
-        ort_cuda.trt_cache_dir("cd" * 32, "fp16", 1),
+        ort_cuda.trt_cache_entry(key, "fp32", 1).path,
+        ort_cuda.trt_cache_entry(key, "fp16", 8).path,
+        ort_cuda.trt_cache_entry("cd" * 32, "fp16", 1).path,
     }
     monkeypatch.setattr(ort, "__version__", "0.0.1")
-    others.add(ort_cuda.trt_cache_dir(key, "fp16", 1))
+    others.add(ort_cuda.trt_cache_entry(key, "fp16", 1).path)
     assert len(others) == 4 and path not in others
 
 

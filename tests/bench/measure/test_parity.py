@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -161,3 +162,18 @@ def test_lower_precision_tiers_loosen_in_order():
         assert tighter.atol_scale <= looser.atol_scale
         assert tighter.max_rel_l2 <= looser.max_rel_l2
         assert tighter.min_top1_agreement >= looser.min_top1_agreement
+
+
+def test_non_finite_outputs_fail_with_their_count_and_null_metrics():
+    ref = np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]], np.float32)
+    out = ref.copy()
+    out[0, 0], out[1, 2] = np.nan, np.inf
+    report = compare({"y": out}, {"y": ref}, "fp32", classifier_output="y")
+    assert report.verdict == "fail"
+    assert report.reasons == ["y: non-finite outputs (2 NaN or inf values)"]
+    assert report.outputs[0].non_finite == 2 and not report.outputs[0].allclose
+    doc = report.to_dict()
+    # Metrics that the non-finite values made meaningless are null: a result stays strict JSON.
+    assert doc["outputs"][0]["rel_l2"] is None and doc["worst_rel_l2"] is None
+    assert doc["outputs"][0]["reference_max_abs"] == 3.0  # the finite ones are kept
+    json.dumps(doc, allow_nan=False)
