@@ -80,8 +80,13 @@ def _compiler_version() -> str:
     return out.stdout.splitlines()[0] if out.stdout else cxx
 
 
-def build_key(framework: str, framework_version: str, compiler: str) -> str:
-    digest = hashlib.sha256(f"{framework}\0{framework_version}\0{compiler}\0".encode())
+def build_key(
+    framework: str, framework_version: str, compiler: str, sdk: tuple[str, ...] = ()
+) -> str:
+    """The build's cache key: framework and version, compiler, the SDK's location (the runner
+    links its libraries by absolute path: a venv elsewhere needs its own build) and sources."""
+    text = "\0".join((framework, framework_version, compiler, *sdk)) + "\0"
+    digest = hashlib.sha256(text.encode())
     for path in source_files():
         digest.update(path.relative_to(SOURCE_DIR).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
@@ -137,8 +142,8 @@ def ensure_built(framework: str) -> NativeBuild:
         if found.exists():
             return found
     _tool("cmake")
-    _sdk, version = _sdk_args(framework)
-    key = build_key(framework, version, _compiler_version())
+    sdk, version = _sdk_args(framework)
+    key = build_key(framework, version, _compiler_version(), tuple(sdk))
     entry = cache.entry("native", f"{framework}-{key}")
     # Verified before use (a library is loaded into the cell), built beside the entry and
     # renamed into place whole: a concurrent cell never sees half a build.

@@ -10,12 +10,10 @@ import sys
 import time
 
 import pytest
-from helpers import assert_valid_result_file, run_locally
+from helpers import assert_valid_result_file, run_locally, seed_running_first
 
 from bench.backends.cuda import cuda_unavailable_reason
-from runner.matrix import load_matrix
 from runner.report.tables import terminal
-from runner.rounds import RoundPlan
 
 
 def _run(matrix_path, small_artifact, tmp_path, run_id="r", cell_env=None, resume=False):
@@ -83,10 +81,7 @@ def test_ctrl_c_then_resume_keeps_finished_cells(small_matrix_file, small_artifa
     results = tmp_path / "results"
     # Cells compared with each other run in a seeded random order: a seed that runs
     # onnxruntime first, from the planner itself.
-    cells = load_matrix(str(path)).cells
-    seed = next(
-        s for s in range(100) if RoundPlan(seed=s).order(cells, 1)[0][0].framework == "onnxruntime"
-    )
+    seed = seed_running_first(path.read_text(), "onnxruntime")
     cmd = [
         sys.executable,
         "-m",
