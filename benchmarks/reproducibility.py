@@ -265,8 +265,14 @@ def main() -> int:
         if executor is None:
             from runner.images import BuildSettings
 
+            # As the Makefile builds: the offline base, torch from PyPI's default wheels (the
+            # CPU index is unreachable on hosts without it; set TORCH_INDEX_URL to use it).
             base = os.environ.get("DEPLOYBENCH_BASE_IMAGE", "deploybench/base:bookworm")
-            executor = create_executor("docker", settings=BuildSettings(base_image=base))
+            index = os.environ.get("TORCH_INDEX_URL", "")
+            settings = BuildSettings(base_image=base, torch_index_url=index)
+            executor = create_executor(
+                "docker", settings=settings, cache_dir=Path("cache").resolve()
+            )
         manifest = {
             "kind": "reproducibility",
             "command": " ".join(sys.argv),
