@@ -129,3 +129,52 @@ def test_matrix_errors_are_usage_errors():
         parse_matrix(VALID.replace("exclude:", "exclude:\n  - {device: cpu}"))
     with pytest.raises(UsageError, match="built-in profiles: full, gpu, quick"):
         load_matrix("fastest")
+
+
+BAD_SETTINGS = """
+models: [resnet50]
+frameworks: [torch, openvino]
+devices: [cpu]
+batch_sizes: [1]
+precisions: [fp32]
+memory_limit: lots
+cell_timeout_s: true
+threads: 999
+framework_options:
+  torch: {chanels_last: 1, compile: fast}
+  openvino: {hint: fast, quantizer: [nncf, pot]}
+"""
+
+
+def test_every_bad_setting_is_refused_by_plan_with_its_line_and_the_valid_values(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(BAD_SETTINGS)
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "plan", "--matrix", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    for expected in (
+        "memory_limit (line 7): must be a size such as 8g",
+        "cell_timeout_s (line 8): must be a positive number of seconds, not True",
+        "threads (line 9): 999 > the",
+        "torch has no option 'chanels_last'; valid: channels_last, compile, cuda_graphs",
+        "torch option compile='fast': must be default, reduce-overhead, max-autotune",
+        "openvino option hint='fast': must be latency, throughput",
+        "openvino option quantizer='pot': must be nncf, qdq",
+    ):
+        assert expected in proc.stderr, (expected, proc.stderr)
+
+
+def test_a_batch_the_model_cannot_take_is_refused():
+    text = (
+        "models: [maskrcnn_resnet50_fpn]\nframeworks: [torch]\ndevices: [cpu]\n"
+        "batch_sizes: [1, 8]\nprecisions: [fp32]\nthreads: 1\n"
+    )
+    with pytest.raises(UsageError, match="maskrcnn_resnet50_fpn takes batch 1 only"):
+        parse_matrix(text, "m.yaml")
