@@ -273,16 +273,23 @@ def main() -> int:
             executor = create_executor(
                 "docker", settings=settings, cache_dir=Path("cache").resolve()
             )
+        # Phases not asked for this time keep their runs, so that an interrupted benchmark is
+        # finished by running only the phases it had not finished (--phases noisy).
+        kept = {p: r for p, r in manifest.get("phases", {}).items() if p not in phases}
         manifest = {
             "kind": "reproducibility",
             "command": " ".join(sys.argv),
-            "started_at": now(),
+            "earlier_commands": [
+                *manifest.get("earlier_commands", []),
+                *([manifest["command"]] if kept and "command" in manifest else []),
+            ],
+            "started_at": manifest.get("started_at", now()) if kept else now(),
             "host": host,
             "executor": args.executor,
             "matrix": str(MATRIX.name),
             "rounds": args.rounds,
             "slowdown": SLOWDOWN,
-            "phases": {},
+            "phases": kept,
         }
         for phase in phases:
             manifest["phases"][phase] = []
