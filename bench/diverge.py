@@ -593,22 +593,18 @@ def artifact_feeds(artifact: object, images: int) -> list[Feed]:
 def onnxruntime_runner(
     threads: int = 1, providers: Sequence[str] = ("CPUExecutionProvider",)
 ) -> Runner:
-    """ONNX Runtime as the ORT backend configures it: all optimisations, sequential."""
+    """ONNX Runtime with the backend's session settings (bench/backends/ort_loader.py)."""
 
     def run(model: onnx.ModelProto, feeds: Sequence[Feed]) -> list[dict[str, np.ndarray]]:
-        import onnxruntime as ort
+        from bench.backends.ort_loader import OrtSettings, open_session
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
         try:
-            session = ort.InferenceSession(
-                model.SerializeToString(), options, providers=list(providers)
+            session = open_session(
+                model.SerializeToString(), OrtSettings(threads=threads), list(providers)
             )
-        except Exception as exc:
+        except Unsupported:
+            raise
+        except Exception as exc:  # a probed sub-graph ORT cannot load at all
             raise Unsupported(f"onnxruntime: {exc}") from exc
         names = [o.name for o in session.get_outputs()]
         return [dict(zip(names, session.run(names, feed), strict=True)) for feed in feeds]
@@ -617,34 +613,27 @@ def onnxruntime_runner(
 
 
 def openvino_runner(precision: str = "fp32", threads: int = 1) -> Runner:
-    """OpenVINO on CPU at the precision hint, read back as the OpenVINO backend does. OpenVINO
+    """OpenVINO on CPU with the backend's compile properties, the precision read back. OpenVINO
     keeps the ONNX tensor names on the outputs it makes of them: outputs are mapped by those."""
 
     def run(model: onnx.ModelProto, feeds: Sequence[Feed]) -> list[dict[str, np.ndarray]]:
         import onnx
         import openvino as ov
-        import openvino.properties as props
         import openvino.properties.hint as hints
 
-        types = {"fp32": ov.Type.f32, "bf16": ov.Type.bf16, "fp16": ov.Type.f16}
+        from bench.backends.openvino import OV_PRECISIONS, compile_properties
+
         core = ov.Core()
         with tempfile.TemporaryDirectory(prefix="deploybench-diverge-") as tmp:
             path = Path(tmp) / "model.onnx"
             onnx.save(model, str(path))
             try:
-                compiled = core.compile_model(
-                    core.read_model(str(path)),
-                    "CPU",
-                    {
-                        hints.performance_mode: hints.PerformanceMode.LATENCY,
-                        hints.inference_precision: types[precision],
-                        props.inference_num_threads: threads,
-                    },
-                )
+                properties = compile_properties("latency", threads, precision)
+                compiled = core.compile_model(core.read_model(str(path)), "CPU", properties)
             except RuntimeError as exc:
                 raise Unsupported(f"openvino: {exc}") from exc
         ran = compiled.get_property(hints.inference_precision)
-        if ran != types[precision]:
+        if ran.to_string() != OV_PRECISIONS[precision]:
             raise Unsupported(f"asked for {precision}, OpenVINO on this CPU runs {ran} instead")
         request = compiled.create_infer_request()
         results = []
@@ -662,30 +651,24 @@ def openvino_runner(precision: str = "fp32", threads: int = 1) -> Runner:
 
 
 def tvm_runner(threads: int = 1) -> Runner:
-    """TVM's Relax ONNX frontend with the feeds' static shapes, compiled for this CPU; its
-    outputs come back in graph-output order."""
+    """TVM as the backend imports and compiles an untuned graph (bench/backends/tvm.py), at
+    the feeds' static shapes; its outputs come back in graph-output order."""
 
     def run(model: onnx.ModelProto, feeds: Sequence[Feed]) -> list[dict[str, np.ndarray]]:
         os.environ.setdefault("TVM_NUM_THREADS", str(threads))
         import tvm
-        from tvm import relax
-        from tvm.relax.frontend.onnx import from_onnx
 
-        from bench.backends.tvm import host_target
+        from bench.backends.tvm import cpu_vm, import_onnx
 
         inputs = [i.name for i in model.graph.input]
         shapes = {n: list(feeds[0][n].shape) for n in inputs if n in feeds[0]}
-        try:
-            mod = from_onnx(model, shape_dict=shapes)
-        except Exception as exc:  # the frontend raises many types for what it cannot convert
-            raise Unsupported(f"TVM's Relax ONNX frontend: {exc}") from exc
-        target = tvm.target.Target(host_target(threads))
-        vm = relax.VirtualMachine(tvm.compile(mod, target=target), tvm.cpu())
+        mod, params = import_onnx(model, shapes)
+        vm, weights = cpu_vm(mod, threads), params.get("main", [])
         names = [o.name for o in model.graph.output]
         results = []
         for feed in feeds:
             args = [tvm.runtime.tensor(feed[n]) for n in inputs if n in feed]
-            out = vm["main"](*args)
+            out = vm["main"](*args, *weights)
             values = list(out) if isinstance(out, tvm.ir.Array) else [out]
             results.append({n: v.numpy() for n, v in zip(names, values, strict=True)})
         return results

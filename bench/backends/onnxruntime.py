@@ -1,7 +1,7 @@
-"""ONNX Runtime. On CPU, the CPU execution provider configured as its documentation recommends
-for latency: all graph optimisations, sequential execution, an explicit intra-op thread count.
-The graph runs at the cell's static input shape (the batch dimension fixed by a free-dimension
-override, as TVM and TensorRT compile for it), or as exported with option shape=dynamic.
+"""ONNX Runtime. On CPU, the CPU execution provider with the session settings of
+bench/backends/ort_loader.py (as ONNX Runtime's documentation recommends for latency; the batch
+fixed by a free-dimension override, or as exported with option shape=dynamic), which the
+native session in C++ and `bench diverge` use too.
 int8 on CPU runs ONNX Runtime's own static quantization for CPUs, calibrated on the sample
 photos (`bench.quantize.ort_cpu_recipe`; option quantizer=tensorrt: the QDQ graph shaped for
 TensorRT); ORT fuses its Q/DQ pairs into integer kernels, and the optimised graph it saves is
@@ -21,6 +21,7 @@ import onnxruntime as ort
 from bench.backends import ort_cuda
 from bench.backends.base import Backend
 from bench.backends.cuda import cuda_unavailable_reason
+from bench.backends.ort_loader import cell_settings, input_shape_record, open_session
 from bench.errors import Unsupported
 from bench.quantize import (
     calibration_record,
@@ -31,14 +32,6 @@ from bench.quantize import (
     qdq_recipe,
     reduced_precision_onnx,
 )
-
-# Errors by which ONNX Runtime says it cannot run a graph, as opposed to crashing.
-_UNSUPPORTED_ERRORS = tuple(
-    getattr(ort.capi.onnxruntime_pybind11_state, name)
-    for name in ("NotImplemented", "InvalidGraph")
-    if hasattr(ort.capi.onnxruntime_pybind11_state, name)
-)
-
 
 # The compute operators of an optimised ORT graph, by the arithmetic they run.
 INTEGER_COMPUTE = frozenset(
@@ -79,14 +72,10 @@ class OnnxRuntimeBackend(Backend):
 
     def _load(self) -> None:
         self.ep = ort_cuda.ep_option(self.cell)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.cell.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Errors only: a detector's outputs vary in size, and ORT warns about every one of them.
-        options.log_severity_level = 3
-        self.input_shape = self._shape(options)
+        declared = self.artifact.meta["inputs"][0]["shape"]
+        mode = self.cell.option("shape", "static")
+        self.settings = cell_settings(declared, self.cell.batch_size, self.cell.threads, mode)
+        self.input_shape = input_shape_record(declared, self.cell.batch_size, mode)
         self.model_path, providers = self.artifact.onnx_path, ["CPUExecutionProvider"]
         self.optimized_path: Path | None = None
         self.quantizer = None
@@ -102,25 +91,11 @@ class OnnxRuntimeBackend(Backend):
             # Beside the session, not beside the cached graph: a cache entry is never changed.
             self._readback = tempfile.TemporaryDirectory(prefix="deploybench-ort-")
             self.optimized_path = Path(self._readback.name) / "ort-cpu-optimized.onnx"
-            options.optimized_model_filepath = str(self.optimized_path)
-        try:
-            self.session = ort.InferenceSession(str(self.model_path), options, providers=providers)
-        except _UNSUPPORTED_ERRORS as exc:
-            raise Unsupported(f"onnxruntime: {exc}") from exc
+        self.session = open_session(self.model_path, self.settings, providers, self.optimized_path)
         if self.ep != "cpu":
             ort_cuda.require_active(self.session, self.ep)
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.binding = None
-
-    def _shape(self, options: ort.SessionOptions) -> dict[str, object]:
-        """Fix the batch dimension at the cell's (shape=static, the default), or leave the
-        graph's dynamic batch (shape=dynamic); returns what the result records."""
-        declared = self.artifact.meta["inputs"][0]["shape"]
-        mode = self.cell.option("shape", "static")
-        if mode == "static" and isinstance(declared[0], str):
-            options.add_free_dimension_override_by_name(declared[0], self.cell.batch_size)
-        dims = [self.cell.batch_size, *declared[1:]] if mode == "static" else declared
-        return {"mode": mode, "dims": dims}
 
     def _gpu_setup(self) -> tuple[Path, list]:
         """The graph and providers of a cuda cell, after checking the EP can load at all."""

@@ -45,11 +45,28 @@ from bench.quantize import (
     ort_cpu_recipe,
 )
 
-_OV_TYPES = {"fp32": ov.Type.f32, "bf16": ov.Type.bf16, "fp16": ov.Type.f16}
 _NAMES = {ov.Type.f32: "fp32", ov.Type.bf16: "bf16", ov.Type.f16: "fp16"}
 HINTS = {"latency": hints.PerformanceMode.LATENCY, "throughput": hints.PerformanceMode.THROUGHPUT}
 # The runtime model's layer types that carry the arithmetic (their precision is what ran).
 _COMPUTE_LAYERS = frozenset({"Convolution", "GroupConvolution", "FullyConnected", "MatMul"})
+
+
+# OpenVINO's names of the inference precisions, as its properties take them (Python and C++).
+OV_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+def compile_properties(hint: str, threads: int, precision: str | None) -> dict[str, str]:
+    """The properties every OpenVINO compile of this project uses (the backend's, `bench
+    diverge`'s, the native session's): the performance hint, the thread count and the inference
+    precision, set explicitly unless None (`auto`: the plugin picks, and it is read back).
+    As OpenVINO's own string names and values, which its Python and C++ APIs both parse."""
+    properties = {
+        hints.performance_mode(): HINTS[hint].name,
+        props.inference_num_threads(): str(threads),
+    }
+    if precision is not None:
+        properties[hints.inference_precision()] = OV_PRECISIONS[precision]
+    return properties
 
 
 def _first_cause(message: str) -> str:
@@ -78,12 +95,9 @@ class OpenVinoBackend(Backend):
             self.model_path, self.model_reused = self._quantized(core) if int8 else (None, None)
             model = core.read_model(str(self.model_path or self.artifact.onnx_path))
             self.input_shape = self._shape(model)
-            config = {
-                hints.performance_mode: HINTS[hint],
-                props.inference_num_threads: self.cell.threads,
-            }
-            if not auto:
-                config[hints.inference_precision] = _OV_TYPES["fp32" if int8 else self.precision]
+            # int8: the quantized layers run int8, the rest f32 (not this CPU's default bf16).
+            precision = None if auto else "fp32" if int8 else self.precision
+            config = compile_properties(hint, self.cell.threads, precision)
             self.compiled = core.compile_model(model, "CPU", config)
         except RuntimeError as exc:  # OpenVINO reports conversion and compile errors this way
             raise Unsupported(f"openvino: {_first_cause(str(exc))}") from exc
