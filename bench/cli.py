@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         "native-build",
         help="build a framework's native library and C++ runner (images do it at build time)",
     )
-    native.add_argument("--framework", required=True, help="openvino or torch")
+    native.add_argument("--framework", required=True, help="openvino, torch, onnxruntime or tvm")
     native.add_argument("--dest", required=True, help="folder; the build goes to DEST/FRAMEWORK")
     sub.add_parser(
         "frameworks", help="the framework table: devices, precisions, images, options (Markdown)"

@@ -133,6 +133,11 @@ SHAPE = Option(
     choices=("static", "dynamic"),
     default="static",
 )
+# TVM's tuning budget, for the Python backend and the native runners that load its library.
+TVM_BUDGET = (
+    Option("trials", "int", "MetaSchedule tuning trials (0: untuned)", minimum=0, default="0"),
+    Option("trials_per_task", "int", "MetaSchedule's trials per task", minimum=1, default="64"),
+)
 
 FRAMEWORKS: Registry[Framework] = Registry("framework")
 for _framework in (
@@ -227,18 +232,7 @@ for _framework in (
         "tvm",
         {"cpu": ("fp32",), "cuda": ("fp32",)},
         {"cpu": "tvm-cpu", "cuda": "tvm-gpu"},
-        (
-            Option(
-                "trials", "int", "MetaSchedule tuning trials (0: untuned)", minimum=0, default="0"
-            ),
-            Option(
-                "trials_per_task",
-                "int",
-                "MetaSchedule's trials per task",
-                minimum=1,
-                default="64",
-            ),
-        ),
+        TVM_BUDGET,
     ),
     Framework(
         "tensorrt",
@@ -258,11 +252,14 @@ for _framework in (
             fw,
             {"cpu": precisions},
             {"cpu": image},
+            options,
             variant_of=fw,
         )
-        for fw, cls, precisions, image in (
-            ("openvino", "OpenVino", ("fp32", "bf16"), "ov-cpu"),
-            ("torch", "Torch", ("fp32",), "torch-cpu"),
+        for fw, cls, precisions, image, options in (
+            ("openvino", "OpenVino", ("fp32", "bf16"), "ov-cpu", ()),
+            ("torch", "Torch", ("fp32",), "torch-cpu", ()),
+            ("onnxruntime", "OnnxRuntime", ("fp32",), "ort-cpu", (SHAPE,)),
+            ("tvm", "Tvm", ("fp32",), "tvm-cpu", TVM_BUDGET),
         )
         for variant, suffix in (("cpp", "Cpp"), ("ctypes", "Ctypes"))
     ),

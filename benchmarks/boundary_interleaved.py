@@ -3,7 +3,8 @@
 real model, with the machine's drift spread over both ways instead of falling on one cell.
 
     .venv/bin/python benchmarks/boundary_interleaved.py --model resnet50 \
-        [--framework openvino|torch] [--threads 2] [--rounds 40] [--block 10] [--out DIR]
+        [--framework openvino|torch|onnxruntime|tvm] [--threads 2] [--rounds 40] [--block 10] \
+        [--out DIR]
 
 The matrix runs cells one after another, so on a machine whose speed drifts by several percent
 between minutes (this 2-core VM) the difference between two cells mixes the boundary with the
@@ -32,6 +33,7 @@ from bench.backends import BACKENDS
 from bench.cell import Cell
 from bench.fsutil import atomic_write_text
 from bench.measure.fingerprint import fingerprint
+from bench.native import FRAMEWORKS as NATIVE_FRAMEWORKS
 
 WARMUP_CALLS = 10
 
@@ -72,7 +74,7 @@ def record_in_manifest(file: Path, started: str, environment: dict) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="resnet50")
-    parser.add_argument("--framework", default="openvino", choices=["openvino", "torch"])
+    parser.add_argument("--framework", default="openvino", choices=list(NATIVE_FRAMEWORKS))
     parser.add_argument("--artifacts", default="artifacts")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=40)

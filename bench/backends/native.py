@@ -10,8 +10,12 @@ language boundary:
 - `-cpp` runs the whole cell in the C++ runner (load, cold call, parity outputs, warm-up and
   measurement with the same bounds); `bench.run` turns what it writes into the same result.
 
-OpenVINO reads the artifact's ONNX graph. LibTorch reads TorchScript, traced once (cached)
-from the same weights the torch backend builds its model from.
+Each framework's own loader decides the native session's configuration (`FRAMEWORKS` below):
+OpenVINO compiles the artifact's ONNX graph with the backend's compile properties, reshaped to
+the cell's static shape; ONNX Runtime opens it with the backend's session settings
+(bench/backends/ort_loader.py) through the wheel's own library; TVM loads the library the TVM
+backend compiled for the cell (same target, tuning budget and database), exported once (cached);
+LibTorch reads TorchScript, traced once (cached) from the weights the torch backend builds from.
 The native runners take models with one float32 input and float32 outputs of fixed shape
 (classifiers); detectors are `unsupported`.
 """
@@ -22,7 +26,7 @@ import json
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -32,8 +36,10 @@ from bench import cache
 from bench.artifact import Artifact
 from bench.backends.base import Backend, OwnLoopRun
 from bench.backends.cpu import bf16_unsupported_reason
+from bench.cell import Cell
 from bench.errors import Unsupported
 from bench.measure.timing import TimingConfig, TimingRun
+from bench.native import config_string
 from bench.native.build import NativeBuild, ensure_built
 from bench.native.library import NativeLibrary, NativeSession
 
@@ -62,29 +68,84 @@ def torchscript_file(artifact: Artifact) -> Path:
 
 
 @dataclass(frozen=True)
-class NativeFramework:
-    """What differs between frameworks on the Python side of the native runners (their
-    precisions are in the framework table, bench/frameworks.py)."""
+class NativeSetup:
+    """What a framework's native session is given, decided by the framework's own loader so
+    that it runs configured exactly as the Python backend."""
 
-    model_file: Callable[[Artifact], Path]
-    # the cell's precision (or "auto") -> the library's "KEY=VALUE;..." config
-    config: Callable[[str], str]
-
-
-_OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+    model_file: Path
+    config: str  # the library's "KEY=VALUE;..." config (bench/native/src/session_*.cpp)
+    info: dict[str, object] = field(default_factory=dict)  # recorded in the result
 
 
-def _openvino_config(precision: str) -> str:
-    # As bench/backends/openvino.py: the inference precision is set, never left to the CPU's
-    # default (bf16 on CPUs that have it), except for `auto`, where the plugin's pick is read back.
-    if precision == "auto":
-        return ""
-    return f"INFERENCE_PRECISION_HINT={_OV_PRECISION[precision]}"
+def _static_dims(artifact: Artifact, cell: Cell) -> list[int]:
+    return [cell.batch_size, *artifact.inputs.shape[1:]]
 
 
-FRAMEWORKS = {
-    "openvino": NativeFramework(lambda artifact: artifact.onnx_path, _openvino_config),
-    "torch": NativeFramework(torchscript_file, lambda precision: ""),
+def _openvino_setup(artifact: Artifact, cell: Cell) -> NativeSetup:
+    from bench.backends.openvino import compile_properties
+
+    # As the backend: the inference precision set (unless `auto`: the plugin's pick is read
+    # back), the LATENCY hint, the threads, the model reshaped to the cell's static shape.
+    precision = None if cell.precision == "auto" else cell.precision
+    properties = compile_properties("latency", cell.threads, precision)
+    dims = _static_dims(artifact, cell)
+    properties["db.static_shape"] = ",".join(map(str, dims))
+    info = {"input_shape": {"mode": "static", "dims": dims}}
+    return NativeSetup(artifact.onnx_path, config_string(properties), info)
+
+
+def _torch_setup(artifact: Artifact, cell: Cell) -> NativeSetup:
+    return NativeSetup(torchscript_file(artifact), "")
+
+
+def _onnxruntime_setup(artifact: Artifact, cell: Cell) -> NativeSetup:
+    from bench.backends.ort_loader import cell_settings, input_shape_record
+    from bench.native.build import ort_library
+
+    declared = artifact.meta["inputs"][0]["shape"]
+    mode = cell.option("shape", "static")
+    settings = cell_settings(declared, cell.batch_size, cell.threads, mode)
+    info = {"input_shape": input_shape_record(declared, cell.batch_size, mode)}
+    return NativeSetup(artifact.onnx_path, settings.native_config(ort_library()), info)
+
+
+def _tvm_setup(artifact: Artifact, cell: Cell) -> NativeSetup:
+    folder, meta = tvm_library(artifact, cell)
+    prepack = str(int(bool(meta["prepack"])))
+    config = config_string({"params": str(folder / "params.bin"), "prepack": prepack})
+    info = {"input_shape": {"mode": "static", "dims": _static_dims(artifact, cell)}, **meta}
+    return NativeSetup(folder / "model.so", config, info)
+
+
+def tvm_library(artifact: Artifact, cell: Cell) -> tuple[Path, dict[str, object]]:
+    """The library the TVM backend compiles for this cell (same target, tuning budget and
+    database), exported once per artifact, target, batch size, budget and TVM version."""
+    import tvm
+
+    from bench.backends.tvm import TvmBackend, host_target
+
+    python_cell = replace(cell, framework="tvm")
+    what = {
+        "target": host_target(cell.threads),
+        "batch": cell.batch_size,
+        "budget": [python_cell.option("trials", "0"), python_cell.option("trials_per_task")],
+        "tvm": tvm.__version__,
+    }
+
+    def make(folder: Path) -> None:
+        with TvmBackend(artifact, python_cell) as backend:
+            backend.load()
+            backend.export(folder)
+
+    folder, _ = cache.entry("tvm-library", artifact.key[:16], what=what).get(make)
+    return folder, json.loads((folder / "meta.json").read_text())
+
+
+FRAMEWORKS: dict[str, Callable[[Artifact, Cell], NativeSetup]] = {
+    "openvino": _openvino_setup,
+    "torch": _torch_setup,
+    "onnxruntime": _onnxruntime_setup,
+    "tvm": _tvm_setup,
 }
 
 
@@ -106,8 +167,8 @@ class _NativeBackend(Backend):
         if self.precision == "bf16" and (reason := bf16_unsupported_reason()):
             raise Unsupported(f"{self.name} bf16: {reason}")
         self.build: NativeBuild = ensure_built(self.framework)
-        self.model_file = spec.model_file(self.artifact)
-        self.config = spec.config(self.cell.precision)
+        setup = spec(self.artifact, self.cell)
+        self.model_file, self.config, self.setup_info = setup.model_file, setup.config, setup.info
         self.sample_shape = tuple(self.artifact.inputs.shape[1:])
         refs = self.artifact.references
         self.output_shapes = [tuple(refs[name].shape[1:]) for name in self.artifact.output_names]
@@ -136,6 +197,7 @@ class CtypesBackend(_NativeBackend):
 
     def _runtime_info(self) -> dict[str, object]:
         return {
+            **self.setup_info,
             **self.session.runtime_info(),
             "call": "ctypes",
             "native_build": str(self.build.library),
@@ -193,6 +255,7 @@ class CppBackend(_NativeBackend):
             }
         self._version = run["framework_version"]
         self._run_info = {
+            **self.setup_info,
             **run["runtime"],
             "call": "c++ runner",
             "compiler": run["compiler"],
@@ -231,3 +294,19 @@ class TorchCtypes(CtypesBackend):
 
 class TorchCpp(CppBackend):
     name, framework = "torch-cpp", "torch"
+
+
+class OnnxRuntimeCtypes(CtypesBackend):
+    name, framework = "onnxruntime-ctypes", "onnxruntime"
+
+
+class OnnxRuntimeCpp(CppBackend):
+    name, framework = "onnxruntime-cpp", "onnxruntime"
+
+
+class TvmCtypes(CtypesBackend):
+    name, framework = "tvm-ctypes", "tvm"
+
+
+class TvmCpp(CppBackend):
+    name, framework = "tvm-cpp", "tvm"

@@ -127,6 +127,31 @@ def prepare_for_tuning(mod: tvm.IRModule, target: tvm.target.Target, prepack: bo
         )(mod)
 
 
+def import_onnx(
+    graph: onnx.ModelProto, shapes: dict[str, list[int]]
+) -> tuple[tvm.IRModule, dict[str, list]]:
+    """The Relax module of an ONNX graph with every input dimension fixed, its weights detached
+    as parameters (`params["main"]`, passed after the inputs), for the backend and `diverge`.
+    A graph the frontend cannot convert is `Unsupported`, naming the operator."""
+    printed = io.StringIO()  # the frontend prints the operator it failed on, then raises
+    try:
+        with contextlib.redirect_stdout(printed):
+            mod = from_onnx(graph, shape_dict=shapes, keep_params_in_input=True)
+    except Exception as exc:  # the frontend raises many types for a graph it cannot convert
+        failed_op = re.search(r"Error converting operator (\w+)", printed.getvalue())
+        where = f"cannot convert {failed_op.group(1)}: " if failed_op else ""
+        raise Unsupported(f"TVM's Relax ONNX frontend: {where}{exc}") from exc
+    finally:
+        sys.stdout.write(printed.getvalue())  # still the cell's log
+    return relax.frontend.detach_params(mod)
+
+
+def cpu_vm(mod: tvm.IRModule, threads: int) -> relax.VirtualMachine:
+    """An untuned module compiled for this CPU (`host_target`), on the Relax VM."""
+    target = tvm.target.Target(host_target(threads))
+    return relax.VirtualMachine(tvm.compile(mod, target=target), tvm.cpu())
+
+
 class TvmBackend(Backend):
     name = "tvm"
 
@@ -165,19 +190,7 @@ class TvmBackend(Backend):
         target = tvm.target.Target(self.target)
         shape = [self.cell.batch_size, *self.artifact.inputs.shape[1:]]
         graph = onnx.load(str(self.artifact.onnx_path))  # an unreadable file is a failure
-        printed = io.StringIO()  # the frontend prints the operator it failed on, then raises
-        try:
-            with contextlib.redirect_stdout(printed):
-                mod = from_onnx(
-                    graph, shape_dict={self.artifact.input_name: shape}, keep_params_in_input=True
-                )
-        except Exception as exc:  # the frontend raises many types for a graph it cannot convert
-            failed_op = re.search(r"Error converting operator (\w+)", printed.getvalue())
-            where = f"cannot convert {failed_op.group(1)}: " if failed_op else ""
-            raise Unsupported(f"TVM's Relax ONNX frontend: {where}{exc}") from exc
-        finally:
-            sys.stdout.write(printed.getvalue())  # still the cell's log
-        mod, params = relax.frontend.detach_params(mod)
+        mod, params = import_onnx(graph, {self.artifact.input_name: shape})
         self.tuning_s, self.tuning_reused, self.tuning_database = 0.0, False, None
         self.trials_run, self.records = 0, 0  # this load's successful trials; the database's
         self.tasks: int | None = None  # tuning tasks of the model, and those tuned (trials > 0)
@@ -191,8 +204,9 @@ class TvmBackend(Backend):
             mod, self.schedule_rules = tvm_cuda.default_gpu_schedule(mod, target)
         # NVRTC compiles for the arch of the current target (on CUDA, when the module loads).
         with target if self.on_cuda else contextlib.nullcontext():
-            self.vm = relax.VirtualMachine(tvm.compile(mod, target=target), self.device)
-        weights = params.get("main", [])
+            self.executable = tvm.compile(mod, target=target)
+            self.vm = relax.VirtualMachine(self.executable, self.device)
+        weights = self.params = params.get("main", [])
         if self.prepack:  # the prepacked layouts: transformed once, here, not in every call
             weights = self.vm["main_transform_params"](weights)
         if self.on_cuda:  # on the GPU once, not copied in every call
@@ -200,6 +214,26 @@ class TvmBackend(Backend):
         self.weights, self.main = list(weights), self.vm["main"]
         self.staged = None
         self.compile_s = time.perf_counter() - start - self.tuning_s
+
+    def export(self, folder: Path) -> dict[str, object]:
+        """Write what this backend compiled for the native runners (bench/native): the library
+        (`model.so`, linked by the system compiler), its weights as loaded, before prepacking
+        (`params.bin`, named p00000, p00001, ... in argument order) and `meta.json` (whether to
+        prepack, the tuning record); returns the meta."""
+        if self.on_cuda:
+            raise Unsupported("the native TVM runners run on the CPU only")
+        self.executable.export_library(str(folder / "model.so"))
+        names = {f"p{i:05d}": w for i, w in enumerate(self.params)}
+        tvm.runtime.save_param_dict_to_file(names, str(folder / "params.bin"))
+        info = self._runtime_info()
+        meta = {
+            "prepack": self.prepack,
+            "weights": len(names),
+            **{k: info[k] for k in ("target", "tuned", "tuning", "tuning_trials")},
+            **{k: info[k] for k in ("tuning_trials_per_task", "tuning_database", "compile_s")},
+        }
+        (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        return meta
 
     def _budget(self) -> tuple[int, int]:
         """(trials, trials per task): integers in range, as the framework table checked."""
@@ -306,5 +340,5 @@ class TvmBackend(Backend):
         }
 
     def _close(self) -> None:
-        self.vm = self.main = self.staged = None
-        self.weights = []
+        self.vm = self.main = self.staged = self.executable = None
+        self.weights = self.params = []

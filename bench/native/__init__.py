@@ -10,4 +10,15 @@ caller's buffers, runtime info, free) and one C++ runner executable linking it
 
 from __future__ import annotations
 
-FRAMEWORKS = ("openvino", "torch")  # the frameworks with a session_<framework>.cpp
+# The frameworks with a session_<framework>.cpp.
+FRAMEWORKS = ("openvino", "torch", "onnxruntime", "tvm")
+
+
+def config_string(pairs: dict[str, str]) -> str:
+    """A native session's config, "KEY=VALUE;KEY=VALUE" (parsed by src/c_api.cpp)."""
+    from bench.errors import Unsupported
+
+    for key, value in pairs.items():
+        if not key or any(c in key for c in ";=") or ";" in value:
+            raise Unsupported(f"a native session's config cannot carry {key}={value!r}")
+    return ";".join(f"{k}={v}" for k, v in pairs.items())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -60,11 +61,37 @@ def _sdk_args(framework: str) -> tuple[list[str], str]:
         if not config.is_file():
             raise Unsupported(f"the openvino package at {root} ships no C++ SDK ({config} missing)")
         return [f"-DOpenVINO_DIR={config.parent}"], module.get_version()
+    if framework == "onnxruntime":
+        from bench.native import ort_headers
+
+        ort_library()  # the session opens it at run time; it must exist now
+        return [f"-DORT_INCLUDE_DIR={ort_headers.include_dir()}"], module.__version__
+    if framework == "tvm":
+        import tvm_ffi
+
+        ffi_root = Path(tvm_ffi.__file__).parent
+        runtime = root / "lib" / "libtvm_runtime.so"
+        for needed in (ffi_root / "include" / "tvm" / "ffi" / "function.h", runtime):
+            if not needed.is_file():
+                raise Unsupported(f"the tvm/tvm_ffi packages ship no C++ runtime here ({needed})")
+        args = [f"-DTVM_FFI_ROOT={ffi_root}", f"-DTVM_LIB_DIR={runtime.parent}"]
+        return [*args, f"-DTVM_VERSION={module.__version__}"], module.__version__
     header = root / "include" / "torch" / "script.h"
     if not header.is_file():
         raise Unsupported(f"the torch package at {root} ships no LibTorch headers ({header})")
     abi = int(module._C._GLIBCXX_USE_CXX11_ABI)
     return [f"-DTORCH_ROOT={root}", f"-DTORCH_CXX11_ABI={abi}"], module.__version__
+
+
+def ort_library() -> Path:
+    """The onnxruntime wheel's C library, which the native session opens by path."""
+    import onnxruntime
+
+    capi = Path(onnxruntime.__file__).parent / "capi"
+    found = sorted(capi.glob("libonnxruntime.so.*"))
+    if not found:
+        raise Unsupported(f"the onnxruntime package at {capi.parent} ships no libonnxruntime.so")
+    return found[-1]
 
 
 def _tool(name: str) -> str:
@@ -93,15 +120,30 @@ def build_key(
     return digest.hexdigest()[:16]
 
 
+def log_excerpt(text: str) -> str:
+    """A failed build's first error (the cause; later ones often follow from it) and the log's
+    tail, within BUILD_LOG_TAIL characters."""
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if "error" in line.lower()), None)
+    tail = text[-BUILD_LOG_TAIL:]
+    if first is None:
+        return tail
+    cause = "\n".join(lines[max(0, first - 2) : first + 3])
+    if cause in tail:
+        return tail
+    budget = BUILD_LOG_TAIL // 3
+    return f"first error:\n{cause[:budget]}\n...\n{tail[-2 * budget :]}"
+
+
 def _run(cmd: list[str], log: Path) -> None:
     with log.open("a") as out:
         out.write("$ " + " ".join(cmd) + "\n")
         out.flush()
         done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
-        tail = log.read_text(errors="replace")[-BUILD_LOG_TAIL:]
+        text = log.read_text(errors="replace")
         what = f"{Path(cmd[0]).name} exit {done.returncode}"
-        raise Unsupported(f"building the native runner failed ({what}):\n{tail}")
+        raise Unsupported(f"building the native runner failed ({what}):\n{log_excerpt(text)}")
 
 
 def build(framework: str, dest: Path) -> NativeBuild:
@@ -121,17 +163,33 @@ def build(framework: str, dest: Path) -> NativeBuild:
     return NativeBuild.in_dir(dest, framework)
 
 
+# Where each framework's C++ SDK comes from, as `bench info` says it.
+SDK_SOURCES = {
+    "openvino": "the openvino wheel's C++ SDK",
+    "torch": "the torch wheel's LibTorch",
+    "onnxruntime": "ONNX Runtime's C++ headers ({headers}) and the wheel's own library",
+    "tvm": "the tvm-ffi headers and TVM's C++ runtime (libtvm_ffi.so, libtvm_runtime.so) "
+    "that the wheels ship",
+}
+
+
 def native_status(framework: str) -> str:
     """How this environment gets the framework's native build (for `python -m bench info`)."""
+    if importlib.util.find_spec(framework) is None:
+        return f"none ({framework} is not installed here)"
     if (prebuilt := os.environ.get(NATIVE_DIR_ENV)) and NativeBuild.in_dir(
         Path(prebuilt) / framework, framework
     ).exists():
         return f"prebuilt in {Path(prebuilt) / framework}"
     try:
         _tool("cmake")
-        return f"built on first use with {_compiler_version()}"
+        compiler = _compiler_version()
     except Unsupported as exc:
         return f"cannot be built here: {exc}"
+    from bench.native import ort_headers
+
+    source = SDK_SOURCES[framework].format(headers=ort_headers.describe())
+    return f"built on first use with {compiler}, against {source}"
 
 
 def ensure_built(framework: str) -> NativeBuild:

@@ -148,6 +148,29 @@ def test_native_runners_run_in_the_openvino_image(
         assert result.runtime["threads"] == 1
 
 
+def test_onnxruntime_and_tvm_native_runners_run_in_their_images(
+    docker_executor, small_matrix_file, small_artifact, tmp_path
+):
+    """onnxruntime-cpp and tvm-ctypes use the runners built into ort-cpu and tvm-cpu: ONNX
+    Runtime's against the fetched headers, TVM's loading the library exported in the cell."""
+    path = small_matrix_file(frameworks=("onnxruntime-cpp", "tvm-ctypes"))
+    summary = _run(docker_executor, path, small_artifact, tmp_path)
+    by_framework = {r.cell["framework"]: r for r in summary.results}
+    assert {f: r.status for f, r in by_framework.items()} == {
+        "onnxruntime-cpp": "ok",
+        "tvm-ctypes": "ok",
+    }, summary.results
+    for framework, image in (("onnxruntime-cpp", "ort-cpu"), ("tvm-ctypes", "tvm-cpu")):
+        result = by_framework[framework]
+        assert result.parity_passed
+        assert result.environment["container"]["image"] == f"deploybench/{image}:latest"
+        native = framework.split("-")[0]
+        assert result.runtime["native_build"].startswith(f"/opt/venv/native/{native}/")
+    assert by_framework["tvm-ctypes"].runtime["threads"] == 1  # read back from TVM's pool
+    assert by_framework["tvm-ctypes"].runtime["tuning"] == "UNTUNED"
+    assert by_framework["onnxruntime-cpp"].runtime["library"].startswith("/opt/venv/")
+
+
 def test_crash_hang_and_oom_in_containers_are_isolated(
     docker_executor, small_matrix_file, small_artifact, tmp_path
 ):

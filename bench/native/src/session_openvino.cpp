@@ -17,6 +17,14 @@ const char* precision_name(const ov::element::Type& type) {
   return "unknown";
 }
 
+ov::PartialShape parse_dims(const std::string& text) {
+  std::vector<int64_t> dims;
+  std::stringstream stream(text);
+  std::string part;
+  while (std::getline(stream, part, ',')) dims.push_back(std::stoll(part));
+  return ov::PartialShape(std::vector<ov::Dimension>(dims.begin(), dims.end()));
+}
+
 class OpenVinoSession : public Session {
  public:
   OpenVinoSession(const std::string& path, int threads, const Config& config) {
@@ -24,8 +32,17 @@ class OpenVinoSession : public Session {
     if (model->inputs().size() != 1) throw std::invalid_argument("the model must have one input");
     ov::AnyMap properties{{ov::hint::performance_mode.name(), ov::hint::PerformanceMode::LATENCY},
                           {ov::inference_num_threads.name(), threads}};
-    // OpenVINO parses string values of its properties itself (e.g. INFERENCE_PRECISION_HINT=f32).
-    for (const auto& [key, value] : config) properties[key] = value;
+    // The Python side passes bench/backends/openvino.py's compile properties, as OpenVINO's
+    // string names and values, which it parses itself (e.g. INFERENCE_PRECISION_HINT=f32);
+    // db.static_shape (comma-separated dims) reshapes the model first, as the backend does.
+    for (const auto& [key, value] : config) {
+      if (key == "db.static_shape") {
+        model->reshape(parse_dims(value));
+        static_shape_ = value;
+      } else {
+        properties[key] = value;
+      }
+    }
     compiled_ = core_.compile_model(model, "CPU", properties);
     request_ = compiled_.create_infer_request();
   }
@@ -59,11 +76,13 @@ class OpenVinoSession : public Session {
     json << "{\"precision_run\": " << json_string(precision_name(precision))
          << ", \"inference_precision\": " << json_string(precision.get_type_name())
          << ", \"threads\": " << threads << ", \"hint\": " << json_string(hint.str())
-         << ", \"infer_requests\": 1}";
+         << ", \"infer_requests\": 1, \"static_shape\": " << json_string(static_shape_)
+         << ", \"read_back\": [\"precision_run\", \"threads\", \"hint\"]}";
     return json.str();
   }
 
  private:
+  std::string static_shape_;  // empty: the model's own (dynamic) input shape
   ov::Core core_;
   ov::CompiledModel compiled_;
   ov::InferRequest request_;

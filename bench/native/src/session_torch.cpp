@@ -55,7 +55,8 @@ class TorchSession : public Session {
     json << "{\"precision_run\": " << json_string(precision)
          << ", \"threads\": " << at::get_num_threads()
          << ", \"interop_threads\": " << at::get_num_interop_threads()
-         << ", \"parallel_info\": " << json_string(at::get_parallel_info()) << "}";
+         << ", \"parallel_info\": " << json_string(at::get_parallel_info())
+         << ", \"read_back\": [\"precision_run\", \"threads\"]}";
     return json.str();
   }
 

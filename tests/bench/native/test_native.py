@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from helpers import QUICK, onnx_artifact_of, run_cell_to_file
 
+from bench import cache
 from bench.backends import BACKENDS
 from bench.cell import Cell
 from bench.errors import Unsupported, UsageError
@@ -18,7 +19,9 @@ from bench.native.build import ensure_built
 from bench.native.library import NativeError, NativeLibrary, NativeSession
 from bench.run import run_cell
 
-NATIVE = ["openvino-cpp", "openvino-ctypes", "torch-cpp", "torch-ctypes"]
+NATIVE = [
+    f"{fw}-{way}" for fw in ("openvino", "torch", "onnxruntime", "tvm") for way in ("cpp", "ctypes")
+]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,18 @@ def test_native_cells_pass_parity_and_read_back_what_ran(small_artifact, tmp_pat
     assert runtime["threads"] == 2
     assert runtime["precision_run"] == "fp32"
     assert runtime["call"] == ("ctypes" if framework.endswith("ctypes") else "c++ runner")
-    assert runtime["framework_version"]
+    assert runtime["framework_version"] not in ("", "unknown")
+    # Each session says which of its figures the framework's API read back.
+    assert "precision_run" in runtime["read_back"] or framework.startswith("tvm")
+    assert ("threads" in runtime["read_back"]) == (not framework.startswith("onnxruntime"))
+    # The batch fixed at the cell's, as the Python backends compile it.
+    declared = small_artifact.meta["inputs"][0]["shape"]
+    if framework.startswith("onnxruntime"):
+        assert runtime["free_dimension_overrides"] == {declared[0]: 3}
+    if framework.startswith("openvino"):
+        assert runtime["static_shape"] == "3,3,224,224"
+    if not framework.startswith("torch"):
+        assert runtime["input_shape"] == {"mode": "static", "dims": [3, 3, 224, 224]}
     # QUICK: at least 2 warm-up and 5 measured iterations, no minimum time: exactly those.
     assert doc["timing"]["warmup_iters"] == 2
     assert len(doc["timing"]["samples_ms"]) == 5
@@ -153,8 +167,8 @@ def test_libtorch_needs_the_pytorch_model(tmp_path):
 
 
 def test_unknown_native_framework_is_a_usage_error():
-    with pytest.raises(UsageError, match="valid: openvino, torch"):
-        ensure_built("tvm")
+    with pytest.raises(UsageError, match="valid: openvino, torch, onnxruntime, tvm"):
+        ensure_built("tensorrt")
 
 
 def test_native_variants_refuse_what_they_do_not_run(small_artifact):
@@ -203,3 +217,116 @@ def test_a_fresh_build_lands_whole_in_the_cache_once(tmp_path, monkeypatch):
     stamp = built.library.stat().st_mtime_ns
     assert ensure_built("openvino") == built  # found, not rebuilt
     assert built.library.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("framework", ["onnxruntime", "tvm"])
+def test_native_outputs_are_the_python_backends_outputs(small_artifact, framework):
+    """One library (ONNX Runtime's) or one compiled module (TVM's) with one configuration: the
+    ctypes variant computes what the Python backend computes."""
+    feed = {small_artifact.input_name: np.ascontiguousarray(small_artifact.inputs[:2])}
+    outputs = {}
+    for name in (framework, f"{framework}-ctypes"):
+        cell = Cell(model=small_artifact.model, framework=name, batch_size=2, threads=1)
+        with BACKENDS.get(name).load_class()(small_artifact, cell) as backend:
+            backend.load()
+            outputs[name] = backend.infer(feed)["logits"]
+    np.testing.assert_allclose(
+        outputs[f"{framework}-ctypes"], outputs[framework], rtol=1e-5, atol=1e-6
+    )
+
+
+def _session(framework: str, model, config: str, artifact) -> NativeSession:
+    return NativeSession(
+        NativeLibrary(ensure_built(framework).library),
+        model,
+        1,
+        config,
+        artifact.inputs.shape[1:],
+        [artifact.references["logits"].shape[1:]],
+    )
+
+
+@pytest.mark.parametrize(
+    ("framework", "config", "message"),
+    [
+        ("onnxruntime", "", "config needs library=PATH"),
+        ("onnxruntime", "library=/nonexistent/libonnxruntime.so", "cannot open"),
+        ("onnxruntime", "library={ort};warp=9", "unknown onnxruntime config key warp"),
+        ("onnxruntime", "library={ort};inter_op_num_threads=many", "must be an integer"),
+        ("tvm", "", "config needs params=PATH"),
+        ("tvm", "params=/nonexistent.bin;speed=max", "unknown tvm config key speed"),
+    ],
+)
+def test_native_sessions_refuse_a_bad_config_with_a_message(
+    small_artifact, framework, config, message
+):
+    from bench.native.build import ort_library
+
+    with pytest.raises(NativeError, match=message):
+        config = config.format(ort=ort_library())
+        _session(framework, small_artifact.onnx_path, config, small_artifact)
+
+
+def test_tvm_native_loads_the_library_the_backend_compiled(small_artifact):
+    """The library comes from the TVM backend's own compile (its tuning label and target) and
+    is exported once: a second cell of the same configuration loads the cached one."""
+    from bench.backends.native import tvm_library
+
+    cell = Cell(model=small_artifact.model, framework="tvm-ctypes", threads=1)
+    folder, meta = tvm_library(small_artifact, cell)
+    assert meta["tuning"] == "UNTUNED" and meta["prepack"] is False
+    files = sorted(p.name for p in folder.iterdir() if p.name != cache.MANIFEST)
+    assert files == ["meta.json", "model.so", "params.bin"]
+    assert tvm_library(small_artifact, cell)[0] == folder
+
+
+def test_missing_onnxruntime_headers_are_unsupported_with_the_reason(
+    small_artifact, tmp_path, monkeypatch
+):
+    empty = tmp_path / "include"
+    empty.mkdir()
+    result = _unbuilt_cell(
+        small_artifact, "onnxruntime-cpp", tmp_path, monkeypatch, DEPLOYBENCH_ORT_INCLUDE=str(empty)
+    )
+    assert result.status == "unsupported"
+    assert f"DEPLOYBENCH_ORT_INCLUDE={empty} holds no onnxruntime_cxx_api.h" in result.reason
+
+
+def test_a_failed_onnxruntime_build_is_unsupported_with_the_compiler_log(
+    small_artifact, tmp_path, monkeypatch
+):
+    broken = tmp_path / "include"
+    broken.mkdir()
+    (broken / "onnxruntime_cxx_api.h").write_text('#error "deploybench test: a broken header"\n')
+    result = _unbuilt_cell(
+        small_artifact, "onnxruntime-ctypes", tmp_path, monkeypatch,
+        DEPLOYBENCH_ORT_INCLUDE=str(broken),
+    )  # fmt: skip
+    assert result.status == "unsupported"
+    assert "building the native runner failed (cmake exit" in result.reason
+    assert "deploybench test: a broken header" in result.reason
+
+
+def test_the_header_fetch_touches_no_apt_state_of_the_host(tmp_path):
+    """Every path apt is given lies under the private folder (or is /dev/null)."""
+    from bench.native.ort_headers import SUITE, _apt_options
+
+    options = _apt_options(tmp_path / "apt")
+    values = dict(o.split("=", 1) for o in options[1::2])
+    assert values["Dir::Etc::SourceList"] == values["Dir::State::Status"] == "/dev/null"
+    for key in ("Dir::Etc::SourceParts", "Dir::State::Lists", "Dir::Cache"):
+        assert values[key].startswith(str(tmp_path / "apt")), key
+    sources = (tmp_path / "apt" / "sources" / f"{SUITE}.sources").read_text()
+    assert f"Suites: {SUITE}" in sources
+
+
+def test_a_build_log_excerpt_keeps_the_first_error_and_the_tail():
+    from bench.native.build import BUILD_LOG_TAIL, log_excerpt
+
+    cause = "$ cmake --build\nx.h:1:2: error: #error the cause\n"
+    log = cause + "noise\n" * 2000 + "make: Error 2\n"
+    excerpt = log_excerpt(log)
+    assert excerpt.startswith("first error:\n$ cmake --build\nx.h:1:2: error: #error the cause")
+    assert excerpt.endswith("make: Error 2\n") and len(excerpt) <= BUILD_LOG_TAIL + 40
+    short = "$ cmake\nerror: short\n"
+    assert log_excerpt(short) == short  # the first error is in the tail already
