@@ -133,6 +133,15 @@ SHAPE = Option(
     choices=("static", "dynamic"),
     default="static",
 )
+# How a ctypes variant hands its input over (bench/native/library.py).
+MARSHAL = Option(
+    "marshal",
+    "choice",
+    "buffer: the NumPy input read in place; lists: through a Python list and a ctypes array "
+    "built from it, as naive ctypes code does (to measure what that costs)",
+    choices=("buffer", "lists"),
+    default="buffer",
+)
 # TVM's tuning budget, for the Python backend and the native runners that load its library.
 TVM_BUDGET = (
     Option("trials", "int", "MetaSchedule tuning trials (0: untuned)", minimum=0, default="0"),
@@ -252,7 +261,7 @@ for _framework in (
             fw,
             {"cpu": precisions},
             {"cpu": image},
-            options,
+            (*options, MARSHAL) if variant == "ctypes" else options,
             variant_of=fw,
         )
         for fw, cls, precisions, image, options in (

@@ -4,7 +4,7 @@ real model, with the machine's drift spread over both ways instead of falling on
 
     .venv/bin/python benchmarks/boundary_interleaved.py --model resnet50 \
         [--framework openvino|torch|onnxruntime|tvm] [--threads 2] [--rounds 40] [--block 10] \
-        [--out DIR]
+        [--out DIR] [--naive-ctypes]
 
 The matrix runs cells one after another, so on a machine whose speed drifts by several percent
 between minutes (this 2-core VM) the difference between two cells mixes the boundary with the
@@ -80,6 +80,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--block", type=int, default=10)
     parser.add_argument("--out", default="results/boundary-interleaved")
+    parser.add_argument(
+        "--naive-ctypes",
+        action="store_true",
+        help="also the ctypes call with marshal=lists (input and outputs through Python lists)",
+    )
     args = parser.parse_args()
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -87,10 +92,15 @@ def main() -> int:
     x = np.ascontiguousarray(artifact.inputs[:1])
     feed = {artifact.input_name: x}
     backends = {}
-    for name in (args.framework, f"{args.framework}-ctypes"):
-        cell = Cell(model=artifact.model, framework=name, threads=args.threads)
-        backends[name] = BACKENDS.get(name).load_class()(artifact, cell)
-        backends[name].load()
+    ctypes_variant = f"{args.framework}-ctypes"
+    ways = [(args.framework, ()), (ctypes_variant, ())]
+    if args.naive_ctypes:  # the ctypes call with its input and outputs through Python lists
+        ways.append((ctypes_variant, (("marshal", "lists"),)))
+    for name, options in ways:
+        cell = Cell(model=artifact.model, framework=name, threads=args.threads, options=options)
+        label = name + "".join(f"[{k}={v}]" for k, v in options)
+        backends[label] = BACKENDS.get(name).load_class()(artifact, cell)
+        backends[label].load()
     ways = {name: (lambda b=b: b.infer(feed)) for name, b in backends.items()}
     samples = interleave(ways, args.rounds, args.block)
     summary = {
@@ -121,7 +131,7 @@ def main() -> int:
     record_in_manifest(out, started, doc["environment"])
     for name, s in summary.items():
         spread = f"p10 {s['p10_ms']:.3f}  p90 {s['p90_ms']:.3f}  n={s['n']}"
-        print(f"{name:18s} median {s['median_ms']:.3f} ms  {spread}")
+        print(f"{name:36s} median {s['median_ms']:.3f} ms  {spread}")
     print(f"wrote {out}")
     return 0
 

@@ -41,7 +41,7 @@ from bench.errors import Unsupported
 from bench.measure.timing import TimingConfig, TimingRun
 from bench.native import config_string
 from bench.native.build import NativeBuild, ensure_built
-from bench.native.library import NativeLibrary, NativeSession
+from bench.native.library import NativeLibrary, NativeSession, through_python_lists
 
 LOAD_REFUSED_EXIT = 3  # the C++ runner's exit code when the framework refuses the model
 STDERR_TAIL = 2000
@@ -179,6 +179,7 @@ class CtypesBackend(_NativeBackend):
 
     def _load(self) -> None:
         self._prepare()
+        self.marshal = self.cell.option("marshal", "buffer")
         self.library = NativeLibrary(self.build.library)
         try:
             self.session = NativeSession(
@@ -189,7 +190,12 @@ class CtypesBackend(_NativeBackend):
             raise Unsupported(f"{self.name}: {exc}") from exc
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self.session.infer(feed[self.artifact.input_name])
+        x = feed[self.artifact.input_name]
+        if self.marshal == "lists":  # the naive way in and out, measured as an option
+            outputs = self.session.infer(through_python_lists(x))
+            outputs = [np.array(o.tolist(), np.float32) for o in outputs]
+        else:
+            outputs = self.session.infer(x)
         return dict(zip(self.artifact.output_names, outputs, strict=True))
 
     def framework_version(self) -> str:
@@ -200,6 +206,7 @@ class CtypesBackend(_NativeBackend):
             **self.setup_info,
             **self.session.runtime_info(),
             "call": "ctypes",
+            "marshal": self.marshal,
             "native_build": str(self.build.library),
         }
 

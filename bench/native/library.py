@@ -155,3 +155,11 @@ class NativeSession:
         if self.handle is not None:
             self.lib.db_free(self.handle)
             self.handle = None
+
+
+def through_python_lists(x: np.ndarray) -> np.ndarray:
+    """`x` as naive ctypes code hands it over: flattened to a Python list, every element
+    converted into a new ctypes float array, which the library then reads (a NumPy view of it).
+    The `marshal=lists` option of the ctypes variants, to measure what that way costs."""
+    flat = (ctypes.c_float * x.size)(*x.ravel().tolist())
+    return np.ctypeslib.as_array(flat).reshape(x.shape)

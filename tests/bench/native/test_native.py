@@ -330,3 +330,30 @@ def test_a_build_log_excerpt_keeps_the_first_error_and_the_tail():
     assert excerpt.endswith("make: Error 2\n") and len(excerpt) <= BUILD_LOG_TAIL + 40
     short = "$ cmake\nerror: short\n"
     assert log_excerpt(short) == short  # the first error is in the tail already
+
+
+def test_naive_list_marshalling_copies_every_element_and_changes_no_answer(small_artifact):
+    """marshal=lists hands the library a ctypes array built from a Python list (not the
+    caller's buffer) and returns the same outputs as the in-place call."""
+    from bench.native.library import through_python_lists
+
+    x = np.ascontiguousarray(small_artifact.inputs[:1])
+    copied = through_python_lists(x)
+    assert copied.dtype == np.float32 and copied.shape == x.shape
+    assert not np.shares_memory(copied, x)
+    np.testing.assert_array_equal(copied, x)
+    feed = {small_artifact.input_name: x}
+    outputs, runtime = {}, {}
+    for marshal in ("buffer", "lists"):
+        cell = Cell(
+            model=small_artifact.model,
+            framework="onnxruntime-ctypes",
+            threads=1,
+            options=(("marshal", marshal),),
+        )
+        with BACKENDS.get("onnxruntime-ctypes").load_class()(small_artifact, cell) as backend:
+            backend.load()
+            outputs[marshal] = backend.infer(feed)["logits"]
+            runtime[marshal] = backend.runtime_info()["marshal"]
+    np.testing.assert_array_equal(outputs["lists"], outputs["buffer"])
+    assert runtime == {"buffer": "buffer", "lists": "lists"}
