@@ -22,7 +22,9 @@ from bench.fsutil import atomic_path
 # The user `bench` of every image (images/*/Dockerfile: useradd --uid 10001): cells run as it.
 CELL_UID = CELL_GID = 10001
 PIDS_LIMIT = 4096  # processes and threads: frameworks start a thread per core, compilers more
-TMPFS = {"/tmp": "rw,nosuid,nodev,size=2g,mode=1777"}  # HOME, Inductor's and TVM's scratch
+# HOME, Inductor's and TVM's scratch. `exec`: Docker's tmpfs is noexec unless told, and
+# Inductor loads the libraries it compiles there (torch int8 and compile=* cells).
+TMPFS = {"/tmp": "rw,exec,nosuid,nodev,size=2g,mode=1777"}
 LOG_MAX_BYTES = 8 << 20  # kept by the engine per log file (two files), and read back at most
 LOG_FILES = 2
 RESULT_MAX_BYTES = 256 << 20  # a result holds every sample: megabytes, never hundreds

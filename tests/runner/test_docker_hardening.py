@@ -34,6 +34,10 @@ for d in {dirs}:
         print(d, "refused", e.errno)
 caps = open("/proc/self/status").read().split("CapEff:")[1].split()[0]
 print("uid", os.getuid(), "caps", caps)
+# Code compiled into /tmp runs (Inductor loads the libraries it builds there).
+import shutil, subprocess
+shutil.copy("/bin/true", "/tmp/compiled")
+print("tmp exec", subprocess.run(["/tmp/compiled"]).returncode)
 """
 
 
@@ -106,6 +110,7 @@ def test_a_running_cell_is_unprivileged_and_sees_only_its_own_files(
         writable = {line.split()[0] for line in lines if line.endswith("writable")}
         assert writable == {"/out", "/cache-new", "/tmp"}, lines
         assert f"uid {CELL_UID} caps 0000000000000000" in lines
+        assert "tmp exec 0" in lines, lines
     finally:
         if container is not None:
             container.kill()  # the hang ends as a crash; the runner's side goes on as usual
