@@ -176,6 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info = sub.add_parser("info", help="this environment and which frameworks are importable")
     info.add_argument("--json", action="store_true", help="print JSON")
+    check = sub.add_parser(
+        "preprocess-check",
+        help="the project's OpenCV preprocessing against PIL, torchvision v2 and nearest "
+        "resizing: tensor differences and changed top-1 predictions",
+    )
+    check.add_argument("--model", required=True, help="a classifier of the model registry")
+    check.add_argument("--images", help="folder of photos (default: the bundled sample photos)")
+    check.add_argument(
+        "--weights",
+        default="random",
+        help="random (seeded, BatchNorm calibrated on the photos), pretrained, or a state_dict",
+    )
+    check.add_argument("--no-model", action="store_true", help="tensor differences only")
+    check.add_argument("--json", help="also write every photo's figures to this file")
     return parser
 
 
@@ -395,6 +409,66 @@ def cmd_native_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preprocess_check(args: argparse.Namespace) -> int:
+    from bench import preprocess_check
+    from bench.data.images import resolve_images
+    from bench.fsutil import atomic_write_text
+    from bench.models import MODELS
+
+    if args.model not in MODELS.names():
+        raise UsageError(f"unknown model {args.model!r}; valid: {', '.join(MODELS.names())}")
+    spec = MODELS.get(args.model)
+    if spec.task != "classification":
+        raise UsageError(f"preprocess-check compares classifiers' inputs, not a {spec.task} model")
+    photos = [image.path for image in resolve_images(args.images)]
+    classify = None
+    if not args.no_model:
+        classify = _top1_classifier(spec, args.weights, photos)
+    rows = preprocess_check.check(photos, spec.preprocess, classify)
+    summary = preprocess_check.summary_rows(rows)
+    weights = "no model" if args.no_model else args.weights
+    print(preprocess_check.markdown(summary, args.model, weights))
+    if args.json:
+        doc = {
+            "model": args.model,
+            "weights": None if args.no_model else args.weights,
+            "preprocess": spec.preprocess.to_dict(),
+            "photos": [str(p) for p in photos],
+            "summary": summary,
+            "rows": [vars(r) for r in rows],
+            "environment": fingerprint_light(),
+        }
+        atomic_write_text(Path(args.json), json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+def fingerprint_light() -> dict[str, object]:
+    """The machine and the packages that preprocess (for a check's JSON)."""
+    from bench.measure.fingerprint import fingerprint
+
+    env = fingerprint()
+    wanted = ("numpy", "opencv-python-headless", "opencv-python", "pillow", "torch", "torchvision")
+    packages = {k: v for k, v in env["packages"].items() if k in wanted}
+    return {"cpu": env["cpu"], "packages": packages}
+
+
+def _top1_classifier(spec: object, weights: str, photos: list[Path]) -> object:
+    """The reference model (PyTorch eager, as an export builds it) as a batch -> top-1 map."""
+    import torch
+
+    from bench.data.preprocess import preprocess_files
+    from bench.models.build import build_model
+
+    calibration = torch.from_numpy(preprocess_files(photos, spec.preprocess))
+    model = build_model(spec, weights, seed=0, calibration=calibration)
+
+    def classify(batch: object) -> object:
+        with torch.no_grad():
+            return model(torch.from_numpy(batch)).argmax(dim=1).numpy()
+
+    return classify
+
+
 COMMANDS = {
     "export": cmd_export,
     "run": cmd_run,
@@ -402,6 +476,7 @@ COMMANDS = {
     "frameworks": cmd_frameworks,
     "diverge": cmd_diverge,
     "native-build": cmd_native_build,
+    "preprocess-check": cmd_preprocess_check,
 }
 
 

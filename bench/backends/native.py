@@ -124,7 +124,9 @@ def tvm_library(artifact: Artifact, cell: Cell) -> tuple[Path, dict[str, object]
 
     from bench.backends.tvm import TvmBackend, host_target
 
-    python_cell = replace(cell, framework="tvm")
+    # The TVM backend's own cell: its options only (a variant's, such as marshal, are not TVM's).
+    budget = tuple((k, v) for k, v in cell.options if k in ("trials", "trials_per_task"))
+    python_cell = replace(cell, framework="tvm", options=budget)
     what = {
         "target": host_target(cell.threads),
         "batch": cell.batch_size,

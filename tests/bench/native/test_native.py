@@ -278,6 +278,10 @@ def test_tvm_native_loads_the_library_the_backend_compiled(small_artifact):
     files = sorted(p.name for p in folder.iterdir() if p.name != cache.MANIFEST)
     assert files == ["meta.json", "model.so", "params.bin"]
     assert tvm_library(small_artifact, cell)[0] == folder
+    # A variant's own options (how ctypes hands over its input) are not the compile's.
+    lists = (("marshal", "lists"),)
+    naive = Cell(model=small_artifact.model, framework="tvm-ctypes", threads=1, options=lists)
+    assert tvm_library(small_artifact, naive)[0] == folder
 
 
 def test_missing_onnxruntime_headers_are_unsupported_with_the_reason(

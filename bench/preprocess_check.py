@@ -1,0 +1,178 @@
+"""`python -m bench preprocess-check`: what a different preprocessing would change.
+
+The matrix feeds every framework the same stored tensor, made by one OpenCV pipeline
+(bench/data/preprocess.py). A deployment preprocesses with whatever its stack has; this check
+makes the same photos with the usual alternatives and says how far each lands from the stored
+tensor and how many of the reference model's top-1 predictions it changes:
+
+- `pil`: torchvision's reference transforms on a PIL image (`Resize` with antialiasing,
+  `CenterCrop`, `ToTensor`, `Normalize`), as torchvision's training and evaluation scripts do;
+- `tv2_tensor`: torchvision `transforms.v2` on a uint8 tensor (antialiased `Resize`), as a
+  GPU pipeline on tensors does;
+- `tv2_no_antialias`: the same without antialiasing (`antialias=False`, what an unfiltered
+  bilinear GPU resize computes);
+- `nearest`: OpenCV with nearest-neighbour resizing (what `cv::cuda::resize` with
+  `INTER_NEAREST`, or a careless default, does).
+
+Every variant decodes the same file to the same RGB pixels (OpenCV), so the differences are the
+resize and arithmetic alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.data.preprocess import PreprocessConfig, decode, preprocess_image
+
+Variant = Callable[[np.ndarray, PreprocessConfig], np.ndarray]
+
+
+def _torchvision_interpolation(cfg: PreprocessConfig) -> object:
+    from torchvision.transforms import InterpolationMode
+
+    bicubic = cfg.interpolation == "bicubic"
+    return InterpolationMode.BICUBIC if bicubic else InterpolationMode.BILINEAR
+
+
+def pil_reference(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    from PIL import Image
+    from torchvision import transforms
+
+    pipeline = transforms.Compose(
+        [
+            transforms.Resize(cfg.resize, interpolation=_torchvision_interpolation(cfg)),
+            transforms.CenterCrop(cfg.crop),
+            transforms.ToTensor(),
+            transforms.Normalize(cfg.mean, cfg.std),
+        ]
+    )
+    return pipeline(Image.fromarray(rgb)).numpy()
+
+
+def _tv2(rgb: np.ndarray, cfg: PreprocessConfig, antialias: bool) -> np.ndarray:
+    import torch
+    from torchvision.transforms import v2
+
+    pipeline = v2.Compose(
+        [
+            v2.Resize(
+                cfg.resize, interpolation=_torchvision_interpolation(cfg), antialias=antialias
+            ),
+            v2.CenterCrop(cfg.crop),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(cfg.mean, cfg.std),
+        ]
+    )
+    tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+    return pipeline(tensor).numpy()
+
+
+def tv2_tensor(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    return _tv2(rgb, cfg, antialias=True)
+
+
+def tv2_no_antialias(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    return _tv2(rgb, cfg, antialias=False)
+
+
+def nearest(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """The project's pipeline with nearest-neighbour resizing instead of its interpolation."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    scale = cfg.resize / min(h, w)
+    new_w, new_h = max(cfg.resize, round(w * scale)), max(cfg.resize, round(h * scale))
+    resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_NEAREST)
+    top, left = (new_h - cfg.crop) // 2, (new_w - cfg.crop) // 2
+    crop = resized[top : top + cfg.crop, left : left + cfg.crop].astype(np.float32) / 255.0
+    x = (crop - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+VARIANTS: dict[str, Variant] = {
+    "pil": pil_reference,
+    "tv2_tensor": tv2_tensor,
+    "tv2_no_antialias": tv2_no_antialias,
+    "nearest": nearest,
+}
+
+
+@dataclass(frozen=True)
+class PhotoDifference:
+    """One variant on one photo, against the project's tensor of it."""
+
+    photo: str
+    variant: str
+    max_abs: float
+    mean_abs: float
+    top1_changed: bool | None  # None: no model was run
+
+
+def tensor_difference(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, float]:
+    """(max, mean) absolute difference of two tensors of one shape, in float64."""
+    if ours.shape != theirs.shape:
+        raise ValueError(f"shapes differ: {ours.shape} and {theirs.shape}")
+    diff = np.abs(ours.astype(np.float64) - theirs.astype(np.float64))
+    return float(diff.max()), float(diff.mean())
+
+
+def check(
+    photos: list[Path],
+    cfg: PreprocessConfig,
+    classify: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> list[PhotoDifference]:
+    """Every variant on every photo; `classify` maps an NCHW batch to top-1 classes."""
+    rows = []
+    for path in photos:
+        rgb = decode(path)
+        ours = preprocess_image(rgb, cfg)
+        theirs = {name: make(rgb, cfg).astype(np.float32) for name, make in VARIANTS.items()}
+        top1 = None
+        if classify is not None:
+            batch = np.stack([ours, *theirs.values()])
+            classes = classify(batch)
+            top1 = dict(zip(theirs, (bool(c != classes[0]) for c in classes[1:]), strict=True))
+        for name, tensor in theirs.items():
+            max_abs, mean_abs = tensor_difference(ours, tensor)
+            changed = None if top1 is None else top1[name]
+            rows.append(PhotoDifference(path.name, name, max_abs, mean_abs, changed))
+    return rows
+
+
+def summary_rows(rows: list[PhotoDifference]) -> list[dict[str, object]]:
+    """Per variant: photos, the worst and the mean of the per-photo differences, top-1 changes."""
+    out = []
+    for variant in VARIANTS:
+        mine = [r for r in rows if r.variant == variant]
+        if not mine:
+            continue
+        known = [r.top1_changed for r in mine if r.top1_changed is not None]
+        out.append(
+            {
+                "variant": variant,
+                "photos": len(mine),
+                "max_abs": max(r.max_abs for r in mine),
+                "mean_abs": float(np.mean([r.mean_abs for r in mine])),
+                "top1_changed": sum(known) if known else None,
+            }
+        )
+    return out
+
+
+def markdown(summary: list[dict[str, object]], model: str, weights: str) -> str:
+    lines = [
+        f"| variant ({model}, {weights} weights) | photos | worst max abs diff | mean abs diff "
+        "| top-1 changed |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for s in summary:
+        changed = "-" if s["top1_changed"] is None else f"{s['top1_changed']} of {s['photos']}"
+        lines.append(
+            f"| {s['variant']} | {s['photos']} | {s['max_abs']:.4f} | {s['mean_abs']:.5f} "
+            f"| {changed} |"
+        )
+    return "\n".join(lines)
