@@ -421,10 +421,8 @@ def cmd_preprocess_check(args: argparse.Namespace) -> int:
     if spec.task != "classification":
         raise UsageError(f"preprocess-check compares classifiers' inputs, not a {spec.task} model")
     photos = [image.path for image in resolve_images(args.images)]
-    classify = None
-    if not args.no_model:
-        classify = _top1_classifier(spec, args.weights, photos)
-    rows = preprocess_check.check(photos, spec.preprocess, classify)
+    model = None if args.no_model else _reference_logits(spec, args.weights, photos)
+    rows = preprocess_check.check(photos, spec.preprocess, model)
     summary = preprocess_check.summary_rows(rows)
     weights = "no model" if args.no_model else args.weights
     print(preprocess_check.markdown(summary, args.model, weights))
@@ -452,8 +450,8 @@ def fingerprint_light() -> dict[str, object]:
     return {"cpu": env["cpu"], "packages": packages}
 
 
-def _top1_classifier(spec: object, weights: str, photos: list[Path]) -> object:
-    """The reference model (PyTorch eager, as an export builds it) as a batch -> top-1 map."""
+def _reference_logits(spec: object, weights: str, photos: list[Path]) -> object:
+    """The reference model (PyTorch eager, as an export builds it) as a batch -> logits map."""
     import torch
 
     from bench.data.preprocess import preprocess_files
@@ -462,11 +460,11 @@ def _top1_classifier(spec: object, weights: str, photos: list[Path]) -> object:
     calibration = torch.from_numpy(preprocess_files(photos, spec.preprocess))
     model = build_model(spec, weights, seed=0, calibration=calibration)
 
-    def classify(batch: object) -> object:
+    def logits(batch: object) -> object:
         with torch.no_grad():
-            return model(torch.from_numpy(batch)).argmax(dim=1).numpy()
+            return model(torch.from_numpy(batch)).numpy()
 
-    return classify
+    return logits
 
 
 COMMANDS = {

@@ -110,6 +110,7 @@ class PhotoDifference:
     max_abs: float
     mean_abs: float
     top1_changed: bool | None  # None: no model was run
+    logits_rel_l2: float | None = None  # ||logits - ours|| / ||ours||, the model's view
 
 
 def tensor_difference(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, float]:
@@ -123,24 +124,32 @@ def tensor_difference(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, floa
 def check(
     photos: list[Path],
     cfg: PreprocessConfig,
-    classify: Callable[[np.ndarray], np.ndarray] | None = None,
+    model: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[PhotoDifference]:
-    """Every variant on every photo; `classify` maps an NCHW batch to top-1 classes."""
+    """Every variant on every photo; `model` maps an NCHW batch to its logits."""
     rows = []
     for path in photos:
         rgb = decode(path)
         ours = preprocess_image(rgb, cfg)
         theirs = {name: make(rgb, cfg).astype(np.float32) for name, make in VARIANTS.items()}
-        top1 = None
-        if classify is not None:
-            batch = np.stack([ours, *theirs.values()])
-            classes = classify(batch)
-            top1 = dict(zip(theirs, (bool(c != classes[0]) for c in classes[1:]), strict=True))
+        logits = None
+        if model is not None:
+            out = np.asarray(model(np.stack([ours, *theirs.values()])), np.float64)
+            logits = dict(zip(["ours", *theirs], out, strict=True))
         for name, tensor in theirs.items():
             max_abs, mean_abs = tensor_difference(ours, tensor)
-            changed = None if top1 is None else top1[name]
-            rows.append(PhotoDifference(path.name, name, max_abs, mean_abs, changed))
+            changed = rel_l2 = None
+            if logits is not None:
+                changed = bool(logits[name].argmax() != logits["ours"].argmax())
+                base = float(np.linalg.norm(logits["ours"])) or 1.0
+                rel_l2 = float(np.linalg.norm(logits[name] - logits["ours"])) / base
+            rows.append(PhotoDifference(path.name, name, max_abs, mean_abs, changed, rel_l2))
     return rows
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
 
 
 def summary_rows(rows: list[PhotoDifference]) -> list[dict[str, object]]:
@@ -158,6 +167,7 @@ def summary_rows(rows: list[PhotoDifference]) -> list[dict[str, object]]:
                 "max_abs": max(r.max_abs for r in mine),
                 "mean_abs": float(np.mean([r.mean_abs for r in mine])),
                 "top1_changed": sum(known) if known else None,
+                "logits_rel_l2": _mean([r.logits_rel_l2 for r in mine]),
             }
         )
     return out
@@ -166,13 +176,14 @@ def summary_rows(rows: list[PhotoDifference]) -> list[dict[str, object]]:
 def markdown(summary: list[dict[str, object]], model: str, weights: str) -> str:
     lines = [
         f"| variant ({model}, {weights} weights) | photos | worst max abs diff | mean abs diff "
-        "| top-1 changed |",
-        "| --- | --- | --- | --- | --- |",
+        "| logits rel L2 (mean) | top-1 changed |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for s in summary:
         changed = "-" if s["top1_changed"] is None else f"{s['top1_changed']} of {s['photos']}"
+        rel = "-" if s["logits_rel_l2"] is None else f"{s['logits_rel_l2']:.3f}"
         lines.append(
             f"| {s['variant']} | {s['photos']} | {s['max_abs']:.4f} | {s['mean_abs']:.5f} "
-            f"| {changed} |"
+            f"| {rel} | {changed} |"
         )
     return "\n".join(lines)

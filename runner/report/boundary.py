@@ -8,8 +8,10 @@ the C++ runner are the price of the Python API's call and of a ctypes call, in m
 
 from __future__ import annotations
 
+from bench.measure.rounds import DEFAULT_EQUIVALENCE_BAND, compare_ratio
 from bench.models import OVERHEAD_PROBE
 from bench.result import CellResult
+from runner.report.estimates import time_ratio
 
 VARIANTS = ("python", "ctypes", "cpp")  # columns, in order
 BOUNDARY_HEADERS = (
@@ -23,6 +25,8 @@ BOUNDARY_HEADERS = (
     "C++ ms",
     "Python − C++ µs",
     "ctypes − C++ µs",
+    "Python / C++ time [95% CI]",
+    "ctypes / C++ time [95% CI]",
     "parity",
 )
 OVERHEAD_HEADERS = (
@@ -77,6 +81,17 @@ def _diff_us(a: float | None, b: float | None) -> str:
     return "-" if a is None or b is None else f"{(a - b) * 1000:+.1f}"
 
 
+def _ratio(cpp: CellResult | None, other: CellResult | None) -> str:
+    """`other`'s time over the C++ runner's, paired by round within a run, with its verdict
+    (slower, faster, or a tie within the equivalence band); * marks one round's interval."""
+    if cpp is None or other is None:
+        return "-"
+    r = time_ratio(cpp, other)
+    mark = "*" if r.rounds < 2 else ""
+    verdict = compare_ratio(r, DEFAULT_EQUIVALENCE_BAND).word
+    return f"{r.value:.3f} [{r.low:.3f}, {r.high:.3f}]{mark} {verdict}"
+
+
 def boundary_rows(results: list[CellResult]) -> list[tuple[str, ...]]:
     rows = []
     for (run, model, _device, base, precision, batch, _threads), cells in variant_groups(
@@ -97,6 +112,8 @@ def boundary_rows(results: list[CellResult]) -> list[tuple[str, ...]]:
                 _ms(cpp),
                 _diff_us(py, cpp),
                 _diff_us(ct, cpp),
+                _ratio(cells.get("cpp"), cells.get("python")),
+                _ratio(cells.get("cpp"), cells.get("ctypes")),
                 "pass" if not failed else "FAIL",
             )
         )

@@ -80,3 +80,25 @@ def test_repeated_runs_stay_apart():
         r.run_id = "b"
     rows = boundary.boundary_rows(first + second)
     assert [(row[0], row[8]) for row in rows] == [("a", "-1000.0"), ("b", "+6000.0")]
+
+
+def test_the_variants_are_compared_round_by_round_with_a_verdict():
+    """Time ratios to the C++ runner within each round: Python 22/20 and 22/20 (1.1 in both
+    rounds: slower), ctypes 20.1/20 and 19.9/20 (inside the ±2% band: a tie)."""
+    medians = {"openvino": (22.0, 22.0), "openvino-ctypes": (20.1, 19.9), "openvino-cpp": (20, 20)}
+    results = []
+    for framework, (first, second) in medians.items():
+        r = _result(framework, first)
+        r.run_id = "paired"
+        r.timing["rounds"] = [
+            {"round": 1, "stats": {"median_ms": first}},
+            {"round": 2, "stats": {"median_ms": second}},
+        ]
+        results.append(r)
+    (row,) = [
+        dict(zip(boundary.BOUNDARY_HEADERS, r, strict=True))
+        for r in boundary.boundary_rows(results)
+    ]
+    assert row["Python / C++ time [95% CI]"] == "1.100 [1.100, 1.100] slower"
+    ratio, verdict = row["ctypes / C++ time [95% CI]"].rsplit(" ", 1)
+    assert verdict == "tie" and ratio.startswith("1.000 [")

@@ -64,20 +64,24 @@ def test_top1_changes_are_counted_against_the_project_tensor(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 255, (30, 30, 3), dtype=np.uint8)
     photo = _photo(tmp_path, "noise.png", rgb)
 
-    def classify(batch: np.ndarray) -> np.ndarray:
-        # ours first, then the variants in VARIANTS order: make the second variant disagree
-        return np.array([3, 3, 7, 3, 3][: len(batch)])
+    def model(batch: np.ndarray) -> np.ndarray:
+        # ours first, then the variants in VARIANTS order: the second variant's logits flip
+        logits = np.tile([3.0, 4.0], (len(batch), 1))
+        logits[2] = [4.0, 3.0]
+        return logits
 
-    rows = check([photo], PreprocessConfig(resize=24, crop=20), classify)
-    changed = {r.variant: r.top1_changed for r in rows}
+    rows = check([photo], PreprocessConfig(resize=24, crop=20), model)
     names = list(VARIANTS)
-    assert changed == {name: name == names[1] for name in names}
+    assert {r.variant: r.top1_changed for r in rows} == {n: n == names[1] for n in names}
+    # |(4,3) - (3,4)| / |(3,4)| = sqrt(2) / 5; the others are unchanged
+    rel = {r.variant: r.logits_rel_l2 for r in rows}
+    assert rel == {n: pytest.approx(2**0.5 / 5) if n == names[1] else 0.0 for n in names}
 
 
 def test_summary_takes_the_worst_and_the_mean_per_variant():
     rows = [
-        PhotoDifference("a.jpg", "pil", 0.5, 0.01, True),
-        PhotoDifference("b.jpg", "pil", 0.25, 0.03, False),
+        PhotoDifference("a.jpg", "pil", 0.5, 0.01, True, 0.25),
+        PhotoDifference("b.jpg", "pil", 0.25, 0.03, False, 0.75),
         PhotoDifference("a.jpg", "nearest", 1.0, 0.2, None),
     ]
     summary = {s["variant"]: s for s in summary_rows(rows)}
@@ -87,8 +91,10 @@ def test_summary_takes_the_worst_and_the_mean_per_variant():
         "max_abs": 0.5,
         "mean_abs": pytest.approx(0.02),
         "top1_changed": 1,
+        "logits_rel_l2": 0.5,
     }
     assert summary["nearest"]["top1_changed"] is None
+    assert summary["nearest"]["logits_rel_l2"] is None
     assert set(summary) == {"pil", "nearest"}
 
 
@@ -111,6 +117,7 @@ def test_the_cli_checks_the_bundled_photos_with_the_reference_model(tmp_path):
     assert doc["weights"] == "random" and doc["preprocess"]["resize"] == 256
     assert len(doc["rows"]) == len(VARIANTS) * len(doc["photos"])
     assert all(s["top1_changed"] is not None for s in doc["summary"])
+    assert all(s["logits_rel_l2"] > 0 for s in doc["summary"])
     # The torchvision pipelines differ from OpenCV's by the resize alone: small but not zero.
     pil = next(s for s in doc["summary"] if s["variant"] == "pil")
     assert 0 < pil["mean_abs"] < 0.2
