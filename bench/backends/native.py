@@ -132,6 +132,7 @@ def tvm_library(artifact: Artifact, cell: Cell) -> tuple[Path, dict[str, object]
         "batch": cell.batch_size,
         "budget": [python_cell.option("trials", "0"), python_cell.option("trials_per_task")],
         "tvm": tvm.__version__,
+        "layout": 2,  # the folder's files and meta.json keys (TvmBackend.export)
     }
 
     def make(folder: Path) -> None:

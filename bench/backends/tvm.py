@@ -230,7 +230,10 @@ class TvmBackend(Backend):
             "prepack": self.prepack,
             "weights": len(names),
             **{k: info[k] for k in ("target", "tuned", "tuning", "tuning_trials")},
-            **{k: info[k] for k in ("tuning_trials_per_task", "tuning_database", "compile_s")},
+            "tuning_trials_per_task": info["tuning_trials_per_task"],
+            "tuning_database": info["tuning_database"],
+            # when the library was compiled (a later cell loads it from the cache)
+            "library_compile_s": info["compile_s"],
         }
         (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         return meta
