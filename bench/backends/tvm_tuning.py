@@ -120,7 +120,8 @@ def curve_markdown(doc: dict) -> str:
     chunks = progress.get("chunks", [])
     lines = [
         f"TVM {progress.get('tvm')} on {doc['model']}, target {progress.get('target')}, "
-        f"{progress.get('tasks')} tuning tasks, at most {doc['per_task']} trials per task",
+        f"{progress.get('tasks')} tuning tasks, at most {doc['per_task']} trials per task "
+        "(per chunk)",
         "",
         "| measured candidates | tuning s | median ms | parity | rel L2 | top-1 |",
         "| --- | --- | --- | --- | --- | --- |",
