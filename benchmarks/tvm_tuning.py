@@ -6,11 +6,11 @@
 
 Tunes the model for this machine's exact target (`host_target`: its `mcpu` and thread count)
 the way the `tvm` backend does (MetaSchedule on the prepared module with CPU weight
-prepacking, the backend's build function) into `OUT/<model>/database/`, which MetaSchedule
-writes record by record: it is the checkpoint, and a later call with a larger `--trials` adds
-to it. Give the budget in one call where you can: each MetaSchedule call starts its task order
-afresh, so a continuation (or small `--chunk`s) spends its first trials on the first tasks
-again — measured here: chunks of 64 trials on mobilenet_v3_large put all their records on 7
+prepacking, the backend's build function) into `OUT/<model>/database/`. MetaSchedule writes
+the database when a call ends, so each call (`--chunk` trials; default: the whole budget) is a
+checkpoint, and a later run with a larger `--trials` adds to it. But each call starts its task
+order afresh, so a continuation (or small chunks) spends its trials on the first tasks again —
+measured here: chunks of 64 trials on mobilenet_v3_large put all their records on 7
 of its 71 tasks and bought about 5%. Then, for 0, 64, 128, ... trials (the database's first
 k records in tuning order, `bench/backends/tvm_tuning.py`), it compiles the model, measures
 it (the project's timing loop) and checks parity against the artifact's reference outputs,
