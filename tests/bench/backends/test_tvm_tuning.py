@@ -48,7 +48,7 @@ def test_tuning_time_of_a_point_and_the_seeds_budget_by_hand():
     ]
     assert tuning_seconds_until(chunks, 0) == 0.0
     assert tuning_seconds_until(chunks, 10) == 50.0
-    assert tuning_seconds_until(chunks, 15) == 120.0
+    assert tuning_seconds_until(chunks, 15) == 85.0  # 50 s, then half of the second call's 70
     assert tuning_seconds_until(chunks, 21) is None
     doc = {
         "model": "m",
