@@ -26,7 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.preprocess import PreprocessConfig, decode, preprocess_image
+from bench.data.preprocess import (
+    PreprocessConfig,
+    decode,
+    preprocess_image,
+    resize_crop_normalise,
+)
 
 Variant = Callable[[np.ndarray, PreprocessConfig], np.ndarray]
 
@@ -83,14 +88,7 @@ def nearest(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """The project's pipeline with nearest-neighbour resizing instead of its interpolation."""
     import cv2
 
-    h, w = rgb.shape[:2]
-    scale = cfg.resize / min(h, w)
-    new_w, new_h = max(cfg.resize, round(w * scale)), max(cfg.resize, round(h * scale))
-    resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_NEAREST)
-    top, left = (new_h - cfg.crop) // 2, (new_w - cfg.crop) // 2
-    crop = resized[top : top + cfg.crop, left : left + cfg.crop].astype(np.float32) / 255.0
-    x = (crop - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    return resize_crop_normalise(rgb, cfg, cv2.INTER_NEAREST)
 
 
 VARIANTS: dict[str, Variant] = {

@@ -34,10 +34,11 @@ import numpy as np
 
 from bench import cache
 from bench.artifact import Artifact
-from bench.backends.base import Backend, OwnLoopRun
+from bench.backends.base import Backend, OwnLoopRun, static_input_shape
 from bench.backends.cpu import bf16_unsupported_reason
 from bench.cell import Cell
 from bench.errors import Unsupported
+from bench.frameworks import TVM_BUDGET
 from bench.measure.timing import TimingConfig, TimingRun
 from bench.native import config_string
 from bench.native.build import NativeBuild, ensure_built
@@ -77,10 +78,6 @@ class NativeSetup:
     info: dict[str, object] = field(default_factory=dict)  # recorded in the result
 
 
-def _static_dims(artifact: Artifact, cell: Cell) -> list[int]:
-    return [cell.batch_size, *artifact.inputs.shape[1:]]
-
-
 def _openvino_setup(artifact: Artifact, cell: Cell) -> NativeSetup:
     from bench.backends.openvino import compile_properties
 
@@ -88,9 +85,9 @@ def _openvino_setup(artifact: Artifact, cell: Cell) -> NativeSetup:
     # back), the LATENCY hint, the threads, the model reshaped to the cell's static shape.
     precision = None if cell.precision == "auto" else cell.precision
     properties = compile_properties("latency", cell.threads, precision)
-    dims = _static_dims(artifact, cell)
-    properties["db.static_shape"] = ",".join(map(str, dims))
-    info = {"input_shape": {"mode": "static", "dims": dims}}
+    shape = static_input_shape(artifact, cell)
+    properties["db.static_shape"] = ",".join(map(str, shape["dims"]))
+    info = {"input_shape": shape}
     return NativeSetup(artifact.onnx_path, config_string(properties), info)
 
 
@@ -113,7 +110,7 @@ def _tvm_setup(artifact: Artifact, cell: Cell) -> NativeSetup:
     folder, meta = tvm_library(artifact, cell)
     prepack = str(int(bool(meta["prepack"])))
     config = config_string({"params": str(folder / "params.bin"), "prepack": prepack})
-    info = {"input_shape": {"mode": "static", "dims": _static_dims(artifact, cell)}, **meta}
+    info = {"input_shape": static_input_shape(artifact, cell), **meta}
     return NativeSetup(folder / "model.so", config, info)
 
 
@@ -125,7 +122,8 @@ def tvm_library(artifact: Artifact, cell: Cell) -> tuple[Path, dict[str, object]
     from bench.backends.tvm import TvmBackend, host_target
 
     # The TVM backend's own cell: its options only (a variant's, such as marshal, are not TVM's).
-    budget = tuple((k, v) for k, v in cell.options if k in ("trials", "trials_per_task"))
+    names = {option.name for option in TVM_BUDGET}
+    budget = tuple((k, v) for k, v in cell.options if k in names)
     python_cell = replace(cell, framework="tvm", options=budget)
     what = {
         "target": host_target(cell.threads),

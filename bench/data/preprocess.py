@@ -71,13 +71,20 @@ def preprocess_image(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """One RGB uint8 HWC image -> float32 CHW tensor."""
     import cv2
 
+    interp = cv2.INTER_CUBIC if cfg.interpolation == "bicubic" else cv2.INTER_LINEAR
+    return resize_crop_normalise(rgb, cfg, interp)
+
+
+def resize_crop_normalise(rgb: np.ndarray, cfg: PreprocessConfig, interp: int) -> np.ndarray:
+    """The pipeline with OpenCV interpolation flag `interp` (preprocess-check varies it)."""
+    import cv2
+
     h, w = rgb.shape[:2]
     # The shorter side becomes exactly `resize`; the longer keeps the aspect ratio.
     if h <= w:
         new_h, new_w = cfg.resize, max(cfg.resize, round(w * cfg.resize / h))
     else:
         new_h, new_w = max(cfg.resize, round(h * cfg.resize / w)), cfg.resize
-    interp = cv2.INTER_CUBIC if cfg.interpolation == "bicubic" else cv2.INTER_LINEAR
     resized = cv2.resize(rgb, (new_w, new_h), interpolation=interp)
     top, left = (new_h - cfg.crop) // 2, (new_w - cfg.crop) // 2
     crop = resized[top : top + cfg.crop, left : left + cfg.crop]
