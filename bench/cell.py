@@ -14,6 +14,7 @@ DEVICES = ("cpu", "cuda")
 # "auto": what the framework runs when nobody asks; the precision it ran is read back, and
 # parity uses that precision's tier.
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "auto")
+_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]*")
 
 
 def default_threads() -> int:
@@ -36,6 +37,10 @@ class Cell:
     threads: int = field(default_factory=default_threads)
     # Framework options as sorted (key, value) pairs, so a cell is hashable and comparable.
     options: tuple[tuple[str, str], ...] = ()
+    # The framework version asked for (a matrix's `versions:` axis, a model's pin); None: the
+    # one its default image pins. Read back in the cell: another installed version is
+    # `unsupported`, never measured under this label.
+    version: str | None = None
 
     def __post_init__(self) -> None:
         check_model_name(self.model)
@@ -55,6 +60,10 @@ class Cell:
                 f"threads {self.threads} > the {usable} CPUs this process may use: more threads "
                 "than CPUs would time the scheduler, not the framework"
             )
+        if self.version is not None and not _VERSION.fullmatch(self.version):
+            raise UsageError(
+                f"framework version {self.version!r} is not a version such as 1.22.1 or 2025.4.1"
+            )
         # Validated against the framework's option table and normalised (true -> "1"), so that
         # a misspelt option or value stops here and one setting has one spelling.
         options = framework.check_options(dict(self.options), self.device, self.precision)
@@ -65,8 +74,9 @@ class Cell:
         """A file-name-safe identifier, unique per distinct cell."""
         opts = "".join(f"-{k}={v}" for k, v in self.options)
         model = re.sub(r"[^A-Za-z0-9_.=-]", "_", self.model)
-        raw = f"{model}-{self.framework}-{self.device}-{self.precision}-b{self.batch_size}{opts}"
-        return re.sub(r"[^A-Za-z0-9_.=-]", "_", raw)
+        framework = f"{self.framework}@{self.version}" if self.version else self.framework
+        raw = f"{model}-{framework}-{self.device}-{self.precision}-b{self.batch_size}{opts}"
+        return re.sub(r"[^A-Za-z0-9_.=@-]", "_", raw)
 
     def option(self, key: str, default: str | None = None) -> str | None:
         return dict(self.options).get(key, default)
@@ -74,6 +84,8 @@ class Cell:
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["options"] = dict(self.options)
+        if self.version is None:  # absent, as in results written before versions existed
+            del d["version"]
         return d
 
 

@@ -103,6 +103,11 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="a framework option, e.g. channels_last=1 for torch (repeatable)",
     )
+    p.add_argument(
+        "--framework-version",
+        metavar="V",
+        help="the framework version the cell must run (another installed one: unsupported)",
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument("--artifact", help="the artifact folder to run")
     where.add_argument(
@@ -224,6 +229,7 @@ def _cell_from_args(args: argparse.Namespace) -> tuple[Cell, TimingConfig]:
         precision=args.precision,
         threads=args.threads,
         options=parse_options(args.option),
+        version=args.framework_version,
     )
     timing = TimingConfig(
         args.warmup_iters,

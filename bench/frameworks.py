@@ -83,6 +83,9 @@ class Framework:
     options: tuple[Option, ...] = ()
     variant_of: str | None = None  # a native variant (C++ runner, ctypes) of this framework
     description: str = ""
+    # device -> the distribution whose version is the framework's (a matrix's `versions:` axis
+    # and a model's pin name it; each version is one pinned image, runner/images.py)
+    packages: dict[str, str] = field(default_factory=dict)
     _by_name: dict[str, Option] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +94,14 @@ class Framework:
     @property
     def devices(self) -> tuple[str, ...]:
         return tuple(self.precisions)
+
+    @property
+    def base(self) -> str:
+        """The framework itself: a native variant's versions are its framework's."""
+        return self.variant_of or self.name
+
+    def package(self, device: str) -> str:
+        return self.packages.get(device) or FRAMEWORKS.get(self.base).packages[device]
 
     def option(self, name: str) -> Option:
         if name not in self._by_name:
@@ -176,6 +187,7 @@ for _framework in (
             ),
         ),
         description="eager PyTorch, the reference",
+        packages={"cpu": "torch", "cuda": "torch"},
     ),
     Framework(
         "onnxruntime",
@@ -205,6 +217,7 @@ for _framework in (
                 precisions=("int8",),
             ),
         ),
+        packages={"cpu": "onnxruntime", "cuda": "onnxruntime-gpu"},
     ),
     Framework(
         "openvino",
@@ -233,6 +246,7 @@ for _framework in (
                 precisions=("int8",),
             ),
         ),
+        packages={"cpu": "openvino"},
     ),
     Framework(
         "tvm",
@@ -242,6 +256,7 @@ for _framework in (
         {"cpu": ("fp32",), "cuda": ("fp32",)},
         {"cpu": "tvm-cpu", "cuda": "tvm-gpu"},
         TVM_BUDGET,
+        packages={"cpu": "apache-tvm", "cuda": "apache-tvm"},
     ),
     Framework(
         "tensorrt",
@@ -250,6 +265,7 @@ for _framework in (
         "tensorrt",
         {"cuda": ("fp32", "fp16", "int8")},
         {"cuda": "trt-gpu"},
+        packages={"cuda": "tensorrt-cu13"},
     ),
     # The native variants (bench/backends/native.py): the framework's C++ API from a C++ runner
     # process, and the same C++ code called through ctypes.

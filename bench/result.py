@@ -19,7 +19,7 @@ from bench.fsutil import atomic_write_text
 from bench.measure.parity import finite_or_none
 from bench.measure.sections import ONE_SLOT_LATENCY
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA_PATH = Path(__file__).parent / "schema" / "result.schema.json"
 STATUSES = ("ok", "failed", "skipped", "unsupported")
 
@@ -66,8 +66,14 @@ def _v2_to_v3(doc: dict) -> dict:
     }
 
 
+def _v3_to_v4(doc: dict) -> dict:
+    """Version 4 lets a cell ask for a framework version (`cell.version`); a version 3 cell
+    ran whatever its image pinned, which is what a cell without the key means."""
+    return {**doc, "schema_version": 4}
+
+
 # version n -> function upgrading a document of version n to n+1.
-_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3}
+_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 class ResultError(ValueError):

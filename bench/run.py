@@ -12,6 +12,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from bench.backends.cuda import cuda_unavailable_reason
 from bench.cell import Cell
 from bench.errors import DeviceUnavailable, Unsupported
 from bench.faults import slowdown_from_env, slowed
+from bench.frameworks import FRAMEWORKS
 from bench.measure import parity as parity_mod
 from bench.measure.fingerprint import fingerprint
 from bench.measure.gpu import GpuMonitor
@@ -210,6 +212,26 @@ class RoundInfo:
     parity: bool = True
 
 
+def _other_version(cell: Cell) -> str | None:
+    """Why this environment cannot run the framework version the cell asks for (None: it can,
+    or the cell asks for none). The version is read from the installed distribution, so a
+    cell labelled 1.22.1 is never measured on another build."""
+    if cell.version is None:
+        return None
+    package = FRAMEWORKS.get(cell.framework).package(cell.device)
+    try:
+        installed = metadata.version(package)
+    except metadata.PackageNotFoundError:
+        installed = None
+    if installed == cell.version:
+        return None
+    return (
+        f"the cell asks for {package} {cell.version}; this environment has "
+        f"{installed or 'none installed'} (each version runs in its own image: "
+        f"images/<image>/versions/<version>/, run it with the Docker executor)"
+    )
+
+
 def run_cell(
     cell: Cell,
     artifact: Artifact,
@@ -233,6 +255,9 @@ def run_cell(
             f"{entry.requires} is not installed in this environment "
             f"(install the {cell.framework} extra, or run it in its image)"
         )
+        return result
+    if (other := _other_version(cell)) is not None:
+        result.status, result.reason = "unsupported", other
         return result
     monitor = None
     # CUDA numbers devices fastest first, NVML by PCI bus: one order makes device 0 the GPU

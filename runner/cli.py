@@ -132,7 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="validate a matrix and list its cells")
     _add_matrix_args(plan)
     images = sub.add_parser("images", help="build the framework images")
-    images.add_argument("names", nargs="*", help="image names (default: all CPU images)")
+    images.add_argument(
+        "names",
+        nargs="*",
+        help="image names, or IMAGE@VERSION for another framework version (default: all CPU "
+        "images)",
+    )
     images.add_argument("--gpu", action="store_true", help="the GPU images")
     _add_build_args(images)
     export = sub.add_parser("export", help="export the artifacts of a matrix's models, here")
@@ -306,11 +311,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from runner.images import image_for
+    from runner.images import image_for, version_unavailable
 
     matrix = _matrix(args)
     for cell in matrix.cells:
-        print(f"{cell.id}  [{image_for(cell.framework, cell.device).name}, {cell.threads} threads]")
+        if why := version_unavailable(cell.framework, cell.device, cell.version):
+            print(f"{cell.id}  [unsupported: {why}]")
+            continue
+        image = image_for(cell.framework, cell.device, cell.version).tag()
+        print(f"{cell.id}  [{image}, {cell.threads} threads]")
     plan = matrix.round_plan
     rounds = f"{plan.rounds} rounds each" if plan.rounds > 1 else "one round each"
     if plan.target_ci:
@@ -323,15 +332,25 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_images(args: argparse.Namespace) -> int:
     from runner.executors.docker import connect
-    from runner.images import IMAGES, ensure_images
+    from runner.images import IMAGES, ensure_images, image_for, version_unavailable
 
     names = args.names or [
         n for n in IMAGES if IMAGES.get(n).device == ("cuda" if args.gpu else "cpu")
     ]
-    specs = [IMAGES.get(n) for n in names]
+    specs = []
+    for name in names:  # IMAGE or IMAGE@VERSION (another version of its framework)
+        image, _, version = name.partition("@")
+        spec = IMAGES.get(image)
+        if version:
+            framework = spec.frameworks[0]
+            if why := version_unavailable(framework, spec.device, version):
+                raise UsageError(why)
+            spec = image_for(framework, spec.device, version)
+        specs.append(spec)
     ids = ensure_images(connect(), specs, _settings(args), log, rebuild=args.rebuild)
-    for name, image_id in ids.items():
-        print(f"{IMAGES.get(name).tag()} {image_id}")
+    tags = {s.key: s.tag() for s in specs}
+    for key, image_id in ids.items():
+        print(f"{tags[key]} {image_id}")
     return 0
 
 

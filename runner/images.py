@@ -6,6 +6,10 @@ Dockerfile and requirements.txt, the bench source (`src/`), the CA of the host's
 pip prefetched (`wheels/`). Builds use the host network (the legacy builder's
 ``network_mode="host"``) so that a host whose registries sit behind a proxy can build.
 
+A framework's other versions (a matrix's `versions:` axis, a model's pin) are images too: the
+same Dockerfile with `images/<image>/versions/<version>/requirements.txt`, tagged
+`deploybench/<image>:<version>`; which versions exist is which of those folders exist.
+
 An image is rebuilt when the hash of its context (Dockerfile, requirements, bench source,
 build arguments) differs from the `ai.deploybench.context-sha256` label of the existing one.
 """
@@ -19,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -50,11 +54,25 @@ FRAMEWORK_PACKAGES = (
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """One framework x device image; which frameworks it runs is the framework table's."""
+    """One framework x device image; which frameworks it runs is the framework table's.
+    `version`: another version of its framework than the default image pins."""
 
     name: str
     device: str
     exports: bool = False  # runs the export stage (needs torch)
+    version: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Unique among all images, versions included (manifest, image ids)."""
+        return f"{self.name}@{self.version}" if self.version else self.name
+
+    @property
+    def requirements_dir(self) -> Path:
+        return self.dir / "versions" / self.version if self.version else self.dir
+
+    def at(self, version: str | None) -> ImageSpec:
+        return replace(self, version=version)
 
     @property
     def frameworks(self) -> tuple[str, ...]:
@@ -67,7 +85,7 @@ class ImageSpec:
         return IMAGES_DIR / self.name
 
     def tag(self, prefix: str = "deploybench") -> str:
-        return f"{prefix}/{self.name}:latest"
+        return f"{prefix}/{self.name}:{self.version or 'latest'}"
 
 
 IMAGES: Registry[ImageSpec] = Registry("image")
@@ -84,13 +102,62 @@ for _spec in (
     IMAGES.add(_spec.name, _spec)
 
 
-def image_for(framework: str, device: str) -> ImageSpec:
+def _pinned(requirements: Path, package: str) -> str | None:
+    for line in requirements.read_text().splitlines():
+        name, sep, version = line.partition("==")
+        if sep and name.strip().lower() == package:
+            return version.strip()
+    return None
+
+
+def built_versions(framework: str, device: str) -> dict[str, ImageSpec]:
+    """Every version of `framework` on `device` that has an image: {version: image}, the
+    default image's first. A versions folder whose lock pins another version is refused."""
+    spec = _default_image(framework, device)
+    package = FRAMEWORKS.get(framework).package(device)
+    out = {}
+    if default := _pinned(spec.dir / "requirements.txt", package):
+        out[default] = spec
+    for req in sorted((spec.dir / "versions").glob("*/requirements.txt")):
+        version = req.parent.name
+        if _pinned(req, package) != version:
+            raise UsageError(f"{req} does not pin {package}=={version}; re-run images/lock.py")
+        out[version] = spec.at(version)
+    return out
+
+
+def version_unavailable(framework: str, device: str, version: str | None) -> str | None:
+    """Why no image runs this version (None: one does, or no version is asked for)."""
+    if version is None:
+        return None
+    versions = built_versions(framework, device)
+    if version in versions:
+        return None
+    spec = _default_image(framework, device)
+    package = FRAMEWORKS.get(framework).package(device)
+    return (
+        f"no image has {package} {version}; versions with an image: {', '.join(versions)} "
+        f"(add one: images/{spec.name}/versions/{version}/requirements.in, then "
+        f"python images/lock.py {spec.name}/versions/{version})"
+    )
+
+
+def _default_image(framework: str, device: str) -> ImageSpec:
     image = FRAMEWORKS.get(framework).images.get(device)
     if image is None:
         raise UsageError(
             f"no image runs {framework} on {device}; images: {', '.join(IMAGES.names())}"
         )
     return IMAGES.get(image)
+
+
+def image_for(framework: str, device: str, version: str | None = None) -> ImageSpec:
+    """The image that runs `framework` on `device` at `version` (None: the default image)."""
+    if (problem := version_unavailable(framework, device, version)) is not None:
+        raise UsageError(problem)
+    return (
+        built_versions(framework, device)[version] if version else _default_image(framework, device)
+    )
 
 
 def export_framework(model: str) -> tuple[str, str]:
@@ -136,7 +203,11 @@ def _source_files() -> list[Path]:
 
 def context_hash(spec: ImageSpec, settings: BuildSettings) -> str:
     digest = hashlib.sha256()
-    for path in [spec.dir / "Dockerfile", spec.dir / "requirements.txt", *_source_files()]:
+    for path in [
+        spec.dir / "Dockerfile",
+        spec.requirements_dir / "requirements.txt",
+        *_source_files(),
+    ]:
         digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
     for key, value in sorted(settings.buildargs().items()):
         if key != "REVISION":
@@ -148,7 +219,8 @@ def wheel_cache_dir(spec: ImageSpec, settings: BuildSettings) -> Path:
     """Where the host keeps an image's prefetched wheels, keyed by what decides them."""
     root = Path(os.environ.get("DEPLOYBENCH_CACHE", Path.home() / ".cache" / "deploybench"))
     key = hashlib.sha256(
-        (spec.dir / "requirements.txt").read_bytes() + str(settings.torch_index_url).encode()
+        (spec.requirements_dir / "requirements.txt").read_bytes()
+        + str(settings.torch_index_url).encode()
     ).hexdigest()[:16]
     return root / "wheels" / f"{spec.name}-{key}"
 
@@ -168,15 +240,15 @@ def _prefetch(spec: ImageSpec, settings: BuildSettings, log: Callable[[str], Non
         "-d",
         str(cache),
         "-r",
-        str(spec.dir / "requirements.txt"),
+        str(spec.requirements_dir / "requirements.txt"),
     ]
     if settings.torch_index_url:
         cmd += ["--extra-index-url", settings.torch_index_url]
-    log(f"{spec.name}: prefetching wheels with the host's pip into {cache}")
+    log(f"{spec.key}: prefetching wheels with the host's pip into {cache}")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:  # not fatal: the build then installs from the index itself
         detail = proc.stderr.strip()[-300:]
-        log(f"{spec.name}: prefetch incomplete, the build uses the index: {detail}")
+        log(f"{spec.key}: prefetch incomplete, the build uses the index: {detail}")
         return cache
     (cache / ".complete").touch()
     return cache
@@ -193,7 +265,7 @@ def assemble_context(
     spec: ImageSpec, settings: BuildSettings, dest: Path, log: Callable[[str], None]
 ) -> None:
     shutil.copy(spec.dir / "Dockerfile", dest / "Dockerfile")
-    shutil.copy(spec.dir / "requirements.txt", dest / "requirements.txt")
+    shutil.copy(spec.requirements_dir / "requirements.txt", dest / "requirements.txt")
     cert = Path(settings.pip_cert) if settings.pip_cert else None
     (dest / "ca.pem").write_bytes(cert.read_bytes() if cert and cert.is_file() else b"")
     (dest / "wheels").mkdir()
@@ -210,7 +282,7 @@ def assemble_context(
 def _framework_versions(spec: ImageSpec) -> str:
     pins = [
         line.strip()
-        for line in (spec.dir / "requirements.txt").read_text().splitlines()
+        for line in (spec.requirements_dir / "requirements.txt").read_text().splitlines()
         if "==" in line and not line.startswith("#")
     ]
     return " ".join(p for p in pins if p.split("==")[0].lower() in FRAMEWORK_PACKAGES)
@@ -218,7 +290,7 @@ def _framework_versions(spec: ImageSpec) -> str:
 
 def labels(spec: ImageSpec, settings: BuildSettings, ctx_hash: str) -> dict[str, str]:
     return {
-        "org.opencontainers.image.title": f"deploybench {spec.name}",
+        "org.opencontainers.image.title": f"deploybench {spec.key}",
         "org.opencontainers.image.source": SOURCE_URL,
         "org.opencontainers.image.revision": settings.revision,
         "org.opencontainers.image.created": datetime.now(timezone.utc).isoformat(
@@ -267,13 +339,13 @@ def build_image(
         for chunk in stream:
             if "error" in chunk:
                 raise BuildError(
-                    f"building {spec.name} failed: {chunk['error'].strip()}\n" + "".join(tail[-30:])
+                    f"building {spec.key} failed: {chunk['error'].strip()}\n" + "".join(tail[-30:])
                 )
             line = chunk.get("stream", "")
             if line.strip():
                 tail.append(line)
                 if line.startswith("Step "):
-                    log(f"{spec.name}: {line.strip()}")
+                    log(f"{spec.key}: {line.strip()}")
     return client.images.get(spec.tag()).id
 
 
@@ -284,16 +356,16 @@ def ensure_images(
     log: Callable[[str], None] = print,
     rebuild: bool = False,
 ) -> dict[str, str]:
-    """Build the missing or stale images among `specs`; returns {image name: image id}."""
+    """Build the missing or stale images among `specs`; returns {image key: image id}."""
     ids = {}
     for spec in specs:
         existing = None if rebuild else current_image_id(client, spec, settings)
         if existing:
-            log(f"{spec.name}: up to date ({existing[:19]})")
-            ids[spec.name] = existing
+            log(f"{spec.key}: up to date ({existing[:19]})")
+            ids[spec.key] = existing
         else:
-            log(f"{spec.name}: building")
-            ids[spec.name] = build_image(client, spec, settings, log)
+            log(f"{spec.key}: building")
+            ids[spec.key] = build_image(client, spec, settings, log)
     if reclaimed := prune_superseded(client):
         log(f"removed superseded deploybench images ({reclaimed / 2**30:.1f} GiB)")
     return ids

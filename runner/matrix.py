@@ -25,6 +25,7 @@ from bench.measure.rounds import DEFAULT_EQUIVALENCE_BAND
 from bench.measure.timing import TimingConfig
 from bench.models import MODELS, is_onnx_model
 from runner.executors.base import parse_memory
+from runner.images import built_versions
 from runner.rounds import RoundPlan, check_rounds
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
@@ -64,6 +65,7 @@ TOP_KEYS = (
     "timing",
     "export",
     "framework_options",
+    "versions",
     "exclude",
     *ROUND_KEYS,
 )
@@ -276,6 +278,48 @@ def _check_option_values(framework: str, values: Any, check: _Checker) -> None:
                     check.add((*where, name), str(exc))
 
 
+def _check_versions(doc: dict, check: _Checker, axes: dict[str, list]) -> dict[str, list[str]]:
+    """`versions: {framework: [version, ...]}`: every version must have an image on every
+    device the matrix runs the framework on (images/<image>/versions/)."""
+    versions = doc.get("versions", {}) or {}
+    if not isinstance(versions, dict):
+        check.add(("versions",), "must map framework -> [version, ...]")
+        return {}
+    bases = [f for f in FRAMEWORKS if FRAMEWORKS.get(f).variant_of is None]
+    out = {}
+    for fw, listed in versions.items():
+        if fw in FRAMEWORKS and FRAMEWORKS.get(fw).variant_of:
+            base = FRAMEWORKS.get(fw).variant_of
+            check.add(("versions", fw), f"a native variant runs its framework's versions: {base}")
+            continue
+        if not check.choice(("versions", fw), fw, bases, "framework"):
+            continue
+        if not isinstance(listed, list) or not listed:
+            check.add(("versions", fw), "must be a non-empty list of versions")
+            continue
+        out[fw] = [str(v) for v in listed]
+        devices = [d for d in axes.get("devices", []) if d in FRAMEWORKS.get(fw).devices]
+        for device in devices:
+            built = built_versions(fw, device)
+            for i, version in enumerate(out[fw]):
+                if version not in built:
+                    check.add(
+                        ("versions", fw, i),
+                        f"no {device} image has {fw} {version}; versions with an image: "
+                        f"{', '.join(built)} (images/<image>/versions/<version>/)",
+                    )
+    return out
+
+
+def _cell_versions(model: str, framework: str, versions: dict[str, list[str]]) -> list[str | None]:
+    """The versions a (model, framework) pair runs at: the model's pin, else the axis, else
+    the default image's (None)."""
+    base = FRAMEWORKS.get(framework).base
+    if not is_onnx_model(model) and (pin := dict(MODELS.get(model).framework_versions).get(base)):
+        return [pin]
+    return list(versions.get(base, [None]))
+
+
 def option_variants(
     options: dict[str, Any] | list[dict[str, Any]],
 ) -> list[tuple[tuple[str, str], ...]]:
@@ -319,6 +363,7 @@ def parse_matrix(text: str, source: str = "<matrix>") -> Matrix:
     axes = _check_axes(doc, check)
     rules = _check_excludes(doc, check)
     timing, export_settings, threads = _check_settings(doc, check)
+    versions = _check_versions(doc, check, axes)
     plan, band = check_rounds(doc, check)
     if check.problems:
         raise MatrixError(source, check.problems)
@@ -329,9 +374,12 @@ def parse_matrix(text: str, source: str = "<matrix>") -> Matrix:
         values = dict(zip(AXES.values(), combo, strict=True))
         if _excluded(values, rules):
             continue
-        for variant in option_variants(options.get(values["framework"], {})):
+        for variant, version in itertools.product(
+            option_variants(options.get(values["framework"], {})),
+            _cell_versions(values["model"], values["framework"], versions),
+        ):
             try:
-                cells.append(Cell(threads=threads, options=variant, **values))
+                cells.append(Cell(threads=threads, options=variant, version=version, **values))
             except UsageError as exc:  # an option of the wrong device or precision, a batch
                 check.add(("framework_options", values["framework"]), str(exc))
         fixed = _fixed_batch(values["model"])

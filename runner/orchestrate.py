@@ -220,6 +220,14 @@ class MatrixRun:
                 self.opts.run_id,
                 artifact if isinstance(artifact, Artifact) else None,
             )
+        if (why := self.executor.unavailable(cell)) is not None:
+            return _synthesized(
+                cell,
+                "unsupported",
+                why,
+                self.opts.run_id,
+                artifact if isinstance(artifact, Artifact) else None,
+            )
         if isinstance(artifact, str):
             return _synthesized(cell, "failed", artifact, self.opts.run_id, None)
         path.unlink(missing_ok=True)  # a stale result must never stand for this attempt
@@ -331,11 +339,12 @@ class MatrixRun:
                     f"{len(self.matrix.cells) - len(runnable)} GPU cells will be recorded as "
                     "skipped"
                 )
-            frameworks = {(c.framework, c.device) for c in runnable}
+            runnable = [c for c in runnable if not self.executor.unavailable(c)]
+            frameworks = {(c.framework, c.device, c.version) for c in runnable}
             if self.opts.export and runnable:  # the export stage runs where torch is
                 self.manifest.images.update(
                     self.export_executor.prepare(
-                        {export_framework(c.model) for c in runnable}, self.log
+                        {(*export_framework(c.model), None) for c in runnable}, self.log
                     )
                 )
             self.manifest.images.update(self.executor.prepare(frameworks, self.log))

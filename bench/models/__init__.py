@@ -39,6 +39,11 @@ class ModelSpec:
     # Where the exported graph ends, when that is not the model's own output (part of the
     # artifact's key and meta, so a changed boundary never reuses an old artifact).
     graph_boundary: str | None = None
+    # Framework versions this model needs, as sorted (framework, version) pairs (the seed's
+    # "Mask R-CNN needs torch 1.7"): its cells run in that version's image whatever a matrix's
+    # `versions:` says, and are `unsupported` where no image has it. The export stays on the
+    # default torch image.
+    framework_versions: tuple[tuple[str, str], ...] = ()
 
 
 MODELS: Registry[ModelSpec] = Registry("model")

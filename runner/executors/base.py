@@ -143,9 +143,14 @@ class Executor(ABC):
 
     @abstractmethod
     def prepare(
-        self, frameworks: set[tuple[str, str]], log: Callable[[str], None]
+        self, frameworks: set[tuple[str, str, str | None]], log: Callable[[str], None]
     ) -> dict[str, dict]:
-        """Make (framework, device) pairs runnable; returns what runs them: {name: {tag, id}}."""
+        """Make (framework, device, version) runnable (version None: the default image's);
+        returns what runs them: {name: {tag, id}}."""
+
+    def unavailable(self, cell: Cell) -> str | None:
+        """Why this executor cannot run `cell` at all (its cell is `unsupported`), else None."""
+        return None
 
     @abstractmethod
     def export(self, job: ExportJob) -> int:

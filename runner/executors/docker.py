@@ -42,13 +42,13 @@ from runner.executors.base import (
     export_arguments,
 )
 from runner.images import (
-    IMAGES,
     BuildSettings,
     ImageSpec,
     ensure_images,
     export_framework,
     export_image,
     image_for,
+    version_unavailable,
 )
 
 RUN_LABEL = "ai.deploybench.run"
@@ -117,20 +117,26 @@ class DockerExecutor(Executor):
         )
 
     def prepare(
-        self, frameworks: set[tuple[str, str]], log: Callable[[str], None]
+        self, frameworks: set[tuple[str, str, str | None]], log: Callable[[str], None]
     ) -> dict[str, dict]:
         if removed := self.cleanup():  # before anything is measured
             log(f"removed {removed} containers left behind by runners that are gone")
         specs: list[ImageSpec] = []
-        for framework, device in sorted(frameworks):
+        for framework, device, version in sorted(frameworks, key=str):
             if device == "cuda" and self.gpu_reason:
                 continue  # its cells are skipped; do not build what cannot run
-            spec = image_for(framework, device)
+            if version_unavailable(framework, device, version):
+                continue  # its cells are unsupported (a model's pin of a version not built)
+            spec = image_for(framework, device, version)
             if spec not in specs:
                 specs.append(spec)
         ids = ensure_images(self.client, specs, self.settings, log, rebuild=self.rebuild)
-        self.images.update({n: {"tag": IMAGES.get(n).tag(), "id": i} for n, i in ids.items()})
+        tags = {s.key: s.tag() for s in specs}
+        self.images.update({key: {"tag": tags[key], "id": i} for key, i in ids.items()})
         return dict(self.images)
+
+    def unavailable(self, cell: Cell) -> str | None:
+        return version_unavailable(cell.framework, cell.device, cell.version)
 
     def _mounts(self, job_paths: dict[Path, tuple[str, str]]) -> dict[str, dict[str, str]]:
         return {
@@ -252,8 +258,8 @@ class DockerExecutor(Executor):
         read-only for reuse, a user's ONNX file and photos are mounted read-only, and a new
         artifact and the export's result file are copied out as the runner's own files."""
         spec = export_image(job.spec.model)
-        if spec.name not in self.images:  # normally built by prepare(), with progress shown
-            self.prepare({export_framework(job.spec.model)}, print)
+        if spec.key not in self.images:  # normally built by prepare(), with progress shown
+            self.prepare({(*export_framework(job.spec.model), None)}, print)
         job.artifacts_dir.mkdir(parents=True, exist_ok=True)
         staging = hardening.cell_folder(job.artifacts_dir / f".export-{uuid.uuid4().hex[:12]}")
         mounts = {
@@ -293,8 +299,8 @@ class DockerExecutor(Executor):
         return outcome.exit_code if outcome.exit_code is not None else 125
 
     def run(self, job: CellJob) -> Outcome:
-        spec = image_for(job.cell.framework, job.cell.device)
-        info = self.images[spec.name]
+        spec = image_for(job.cell.framework, job.cell.device, job.cell.version)
+        info = self.images[spec.key]
         job.result_path.parent.mkdir(parents=True, exist_ok=True)
         # The cell's own folders: its result (in the run folder), its cache additions.
         cell_tag = f"{job.cell.id}-{uuid.uuid4().hex[:8]}"
@@ -367,7 +373,10 @@ class DockerExecutor(Executor):
                     log.write(f"[runner] cache entry refused: {why}\n")
 
     def image_id(self, cell: Cell) -> str | None:
-        return self.images.get(image_for(cell.framework, cell.device).name, {}).get("id")
+        if self.unavailable(cell):
+            return None
+        spec = image_for(cell.framework, cell.device, cell.version)
+        return self.images.get(spec.key, {}).get("id")
 
     def cleanup(self, run_id: str | None = None) -> int:
         """Remove what runs left behind; returns how many containers. With `run_id` (the end

@@ -88,10 +88,11 @@ class LocalExecutor(Executor):
         self.gpu_reason = cuda_unavailable_reason()
 
     def prepare(
-        self, frameworks: set[tuple[str, str]], log: Callable[[str], None]
+        self, frameworks: set[tuple[str, str, str | None]], log: Callable[[str], None]
     ) -> dict[str, dict]:
         ready = {}
-        for framework, device in sorted(frameworks):
+        # A version other than the installed one is the cell's to refuse (bench/run.py).
+        for framework, device in sorted({(f, d) for f, d, _ in frameworks}):
             entry = BACKENDS.get(framework)
             state = "importable" if entry.importable() else "NOT INSTALLED (its cells are skipped)"
             log(f"local {framework}/{device}: {state}")

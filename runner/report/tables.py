@@ -38,10 +38,16 @@ GPU_EXTRA_HEADERS = ("compute ms [95% CI]", "peak GPU MiB")
 PROBLEM_HEADERS = ("model", "framework", "device", "precision", "batch", "status", "reason")
 
 
+def framework_name(cell: dict) -> str:
+    """The framework, with the version the cell asked for: `onnxruntime 1.22.1`."""
+    version = cell.get("version")
+    return f"{cell['framework']} {version}" if version else cell["framework"]
+
+
 def label(cell: dict) -> str:
-    """The framework with its options, e.g. tvm[trials=64]."""
+    """The framework (and version) with its options, e.g. tvm[trials=64]."""
     opts = ",".join(f"{k}={v}" for k, v in sorted(cell.get("options", {}).items()))
-    return f"{cell['framework']}[{opts}]" if opts else cell["framework"]
+    return f"{framework_name(cell)}[{opts}]" if opts else framework_name(cell)
 
 
 def notes(result: CellResult) -> str:
@@ -235,9 +241,9 @@ def _best_per_framework(group: list[CellResult], batch: int) -> list[CellResult]
     for r in group:
         if r.status != "ok" or r.cell["batch_size"] != batch or not r.parity_passed:
             continue
-        current = best.get(r.cell["framework"])
+        current = best.get(framework_name(r.cell))  # two versions: two contenders
         if current is None or estimates.latency(r).value < estimates.latency(current).value:
-            best[r.cell["framework"]] = r
+            best[framework_name(r.cell)] = r
     return sorted(best.values(), key=lambda r: estimates.latency(r).value)
 
 
@@ -273,7 +279,7 @@ def best_rows(
             rows.append(
                 (
                     str(batch),
-                    r.cell["framework"],
+                    framework_name(r.cell),
                     f"{label(r.cell)} {r.cell['precision']}",
                     _latency_ci(r.timing),
                     f"{r.timing['throughput_sps']:.1f}",

@@ -35,10 +35,14 @@ def test_fixture_per_status_exists():
 def test_a_version_1_result_upgrades_to_one_without_gpu_sections():
     old = json.loads(next(FIXTURES.glob("v1/ok*.json")).read_text())
     new = load_result(next(FIXTURES.glob("v1/ok*.json"))).to_dict()
-    assert (new["schema_version"], new["compute_timing"], new["gpu"]) == (3, None, None)
+    assert (new["schema_version"], new["compute_timing"], new["gpu"]) == (
+        SCHEMA_VERSION,
+        None,
+        None,
+    )
     assert {k: v for k, v in new.items() if k not in ("compute_timing", "gpu", "timing")} == {
         **{k: v for k, v in old.items() if k != "timing"},
-        "schema_version": 3,
+        "schema_version": SCHEMA_VERSION,
     }
 
 

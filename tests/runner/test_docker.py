@@ -171,6 +171,55 @@ def test_onnxruntime_and_tvm_native_runners_run_in_their_images(
     assert by_framework["onnxruntime-cpp"].runtime["library"].startswith("/opt/venv/")
 
 
+def test_a_versions_matrix_runs_each_version_in_its_own_image(
+    docker_executor, small_matrix_file, small_artifact, tmp_path
+):
+    """versions: {onnxruntime: [default, 1.22.1]} plans two images, builds the other version's
+    from its own lock file and runs both; each cell reads its version back from the framework."""
+    from runner.images import built_versions
+
+    default, other = next(iter(built_versions("onnxruntime", "cpu"))), "1.22.1"
+    path = small_matrix_file(frameworks=("onnxruntime",))
+    path.write_text(path.read_text() + f"versions: {{onnxruntime: [{default}, {other}]}}\n")
+    summary = _run(docker_executor, path, small_artifact, tmp_path)
+    by_version = {r.cell["version"]: r for r in summary.results}
+    assert {v: r.status for v, r in by_version.items()} == {default: "ok", other: "ok"}
+    for version, tag in ((default, "latest"), (other, other)):
+        result = by_version[version]
+        assert result.parity_passed
+        assert result.runtime["framework_version"] == version
+        assert result.environment["packages"]["onnxruntime"] == version
+        container = result.environment["container"]
+        assert container["image"] == f"deploybench/ort-cpu:{tag}"
+        assert container["image_digest"] == docker_executor.client.images.get(container["image"]).id
+    digests = {r.environment["container"]["image_digest"] for r in summary.results}
+    assert len(digests) == 2
+    manifest = json.loads((summary.run_dir / "manifest.json").read_text())
+    assert {"ort-cpu", f"ort-cpu@{other}"} <= set(manifest["images"])
+
+
+def test_a_model_pinning_a_version_without_an_image_is_unsupported_before_any_work(
+    docker_executor, small_matrix_file, small_artifact, tmp_path, monkeypatch
+):
+    from dataclasses import replace
+
+    from bench.models import MODELS
+
+    spec = replace(MODELS.get("mobilenet_v3_small"), framework_versions=(("onnxruntime", "1.7.0"),))
+    monkeypatch.setitem(MODELS._entries, "mobilenet_v3_small", spec)
+    path = small_matrix_file(frameworks=("onnxruntime", "openvino"))
+    summary = _run(docker_executor, path, small_artifact, tmp_path)
+    by_framework = {r.cell["framework"]: r for r in summary.results}
+    pinned = by_framework["onnxruntime"]
+    assert pinned.status == "unsupported" and pinned.cell["version"] == "1.7.0"
+    assert "no image has onnxruntime 1.7.0" in pinned.reason
+    # Refused by the runner: no image, no container, no log.
+    assert pinned.environment.get("container", {}).get("image") is None
+    assert by_framework["openvino"].status == "ok"
+    log = "mobilenet_v3_small-onnxruntime@1.7.0-cpu-fp32-b1.log"
+    assert not (summary.run_dir / "logs" / log).exists()
+
+
 def test_crash_hang_and_oom_in_containers_are_isolated(
     docker_executor, small_matrix_file, small_artifact, tmp_path
 ):

@@ -57,6 +57,28 @@ def test_a_failing_cell_is_recorded_and_the_matrix_goes_on(
     assert reason[:20] in terminal(summary.results)
 
 
+def test_a_version_other_than_the_installed_one_is_unsupported_locally(
+    small_matrix_file, small_artifact, tmp_path
+):
+    """The local environment has one version of each framework: a cell asking for another is
+    refused by the cell itself (the installed version read back), never measured."""
+    from importlib import metadata
+
+    installed = metadata.version("onnxruntime")
+    path = small_matrix_file(frameworks=("onnxruntime",))
+    path.write_text(path.read_text() + f"versions: {{onnxruntime: [{installed}, 1.22.1]}}\n")
+    summary = _run(path, small_artifact, tmp_path)
+    by_version = {r.cell["version"]: r for r in summary.results}
+    assert by_version[installed].status == "ok"
+    assert by_version[installed].runtime["framework_version"] == installed
+    other = by_version["1.22.1"]
+    assert other.status == "unsupported" and other.timing is None
+    assert f"asks for onnxruntime 1.22.1; this environment has {installed}" in other.reason
+    assert "onnxruntime 1.22.1" in terminal(summary.results)  # its own row, named
+    cell_file = summary.run_dir / "cells" / "mobilenet_v3_small-onnxruntime@1.22.1-cpu-fp32-b1.json"
+    assert_valid_result_file(cell_file)
+
+
 def test_gpu_cells_are_skipped_without_a_gpu(small_matrix_file, small_artifact, tmp_path):
     reason = cuda_unavailable_reason()
     if reason is None:

@@ -36,7 +36,7 @@ def test_without_a_docker_engine_it_says_so_and_how_to_fix_it(tmp_path):
 def test_plan_lists_cells_with_their_images():
     proc = runner("plan", "--matrix", "quick")
     assert proc.returncode == 0
-    assert "resnet50-openvino-cpu-fp32-b1  [ov-cpu, " in proc.stdout
+    assert "resnet50-openvino-cpu-fp32-b1  [deploybench/ov-cpu:latest, " in proc.stdout
     assert "8 cells in matrix quick" in proc.stderr
 
 
