@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bench.data.images import SAMPLE_PHOTOS, resolve_images, user_images
-from bench.data.preprocess import PreprocessConfig, decode, preprocess_image
+from bench.data.preprocess import PreprocessConfig, decode, preprocess_image, resized_size
 from bench.errors import UsageError
 
 
@@ -32,6 +32,20 @@ def test_shorter_side_resized_then_center_cropped():
     assert x.shape == (3, 10, 10)
     assert x[0, :, 0].max() == pytest.approx(0.0)
     assert x[0, :, -1].min() == pytest.approx(1.0)
+
+
+def test_the_long_side_is_truncated_as_torchvisions_resize_computes_it():
+    # chelsea is 300 x 451: 451 * 232 / 300 = 348.77 -> 348 (rounding gave 349)
+    assert resized_size(300, 451, 232) == (232, 348)
+    assert resized_size(451, 300, 232) == (348, 232)
+    assert resized_size(256, 256, 224) == (224, 224)
+    assert resized_size(100, 101, 232) == (232, 234)  # 234.32 -> 234
+    import torch
+    from torchvision.transforms.v2 import functional
+
+    for h, w in [(300, 451), (512, 512), (480, 640), (427, 640), (640, 480), (303, 384)]:
+        shape = functional.resize(torch.zeros(1, h, w), [232]).shape[-2:]
+        assert resized_size(h, w, 232) == tuple(shape)
 
 
 def test_decode_gives_rgb(tmp_path):
