@@ -155,8 +155,25 @@ MARSHAL = Option(
 )
 # TVM's tuning budget, for the Python backend and the native runners that load its library.
 TVM_BUDGET = (
-    Option("trials", "int", "MetaSchedule tuning trials (0: untuned)", minimum=0, default="0"),
+    Option(
+        "trials",
+        "int",
+        "MetaSchedule tuning trials of this cell's own (0: none; a committed database may "
+        "still apply, see database)",
+        minimum=0,
+        default="0",
+    ),
     Option("trials_per_task", "int", "MetaSchedule's trials per task", minimum=1, default="64"),
+    Option(
+        "database",
+        "choice",
+        "committed: apply the repository's tuned database for this exact target, model and "
+        "batch when there is one (tuning/tvm/, its budget and provenance in the result), and "
+        "tune from it when trials asks for more; none: this cell's own trials only",
+        choices=("committed", "none"),
+        default="committed",
+        devices=("cpu",),
+    ),
 )
 
 FRAMEWORKS: Registry[Framework] = Registry("framework")

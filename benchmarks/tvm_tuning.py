@@ -2,11 +2,14 @@
 """TVM at a tuning budget, and the curve that shows what the budget buys.
 
     .venv/bin/python benchmarks/tvm_tuning.py --model mobilenet_v3_large --trials 1024 \
-        [--per-task 16] [--chunk N] [--threads 2] [--out results/tvm-tuning] [--curve-only]
+        [--per-task 16] [--chunk N] [--threads 2] [--out results/tvm-tuning] [--curve-only] \
+        [--database-root tuning/tvm]
 
 Tunes the model for this machine's exact target (`host_target`: its `mcpu` and thread count)
 the way the `tvm` backend does (MetaSchedule on the prepared module with CPU weight
-prepacking, the backend's build function) into `OUT/<model>/database/`. MetaSchedule writes
+prepacking, the backend's build function) into the committed database folder for that target
+(`tuning/tvm/<target id>/<model>-b1/`, bench/backends/tvm_database.py, with its
+`provenance.json`), which matrices on the same target then apply. MetaSchedule writes
 the database when a call ends, so each call (`--chunk` trials; default: the whole budget) is a
 checkpoint, and a later run with a larger `--trials` adds to it. But each call starts its task
 order afresh, so a continuation (or small chunks) spends its trials on the first tasks again —
@@ -14,9 +17,9 @@ measured here: chunks of 64 trials on mobilenet_v3_large put all their records o
 of its 71 tasks and bought about 5%. Then, for 0, 64, 128, ... trials (the database's first
 k records in tuning order, `bench/backends/tvm_tuning.py`), it compiles the model, measures
 it (the project's timing loop) and checks parity against the artifact's reference outputs,
-and writes `curve.json` (every point, the tuning seconds each chunk cost, the target, TVM's
-version and the host) and `curve.md`. Long runs belong in the background: a trial costs
-seconds here.
+and writes `OUT/<model>/curve.json` (every point, the tuning seconds each chunk cost, the
+target, TVM's version and the host) and `curve.md`. Long runs belong in the background: a
+trial costs seconds here.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from bench.artifact import find_artifact
-from bench.backends import tvm_tuning
+from bench.backends import tvm_database, tvm_tuning
 from bench.measure.fingerprint import fingerprint
 from bench.measure.parity import compare
 from bench.measure.timing import TimingConfig, time_calls
@@ -88,6 +91,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("results/tvm-tuning"))
     parser.add_argument("--curve-only", action="store_true", help="measure, do not tune")
+    parser.add_argument(
+        "--database-root",
+        type=Path,
+        default=tvm_database.REPO_TUNING,
+        help="where the databases are kept, one folder per target and model (default: the "
+        "repository's tuning/tvm, which matrices apply)",
+    )
     args = parser.parse_args()
     args.chunk = args.chunk or max(1, args.trials)
     if args.trials < 0 or args.chunk < 1 or args.per_task < 1 or args.threads < 1:
@@ -100,19 +110,29 @@ def main() -> int:
 
     artifact = find_artifact(args.artifacts, args.model)
     out = args.out / args.model
-    db_dir = out / "database"
-    db_dir.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     target_dict = host_target(args.threads)
+    db_dir = tvm_database.database_dir(args.database_root, target_dict, args.model, 1)
+    db_dir.mkdir(parents=True, exist_ok=True)
     target = tvm.target.Target(target_dict)
     shape = [1, *artifact.inputs.shape[1:]]
     mod, params = import_onnx(onnx.load(str(artifact.onnx_path)), {artifact.input_name: shape})
     weights = list(params.get("main", []))
-    progress_path = out / "progress.json"
+    progress_path = db_dir / tvm_database.PROVENANCE
     progress = tvm_tuning.read_json(progress_path) or {"chunks": []}
-    if progress.get("target", target_dict) != target_dict:
+    if progress.get("target", target_dict) != target_dict:  # a folder copied by hand
         parser.error(f"{db_dir} was tuned for another target: {progress['target']}")
+    if progress.get("tvm", tvm.__version__) != tvm.__version__:
+        parser.error(f"{db_dir} was tuned with TVM {progress['tvm']}, this is {tvm.__version__}")
     prepared = prepare_for_tuning(mod, target, prepack=True)
-    progress.update(target=target_dict, tvm=tvm.__version__, model=args.model)
+    progress.update(
+        target=target_dict,
+        tvm=tvm.__version__,
+        model=args.model,
+        batch=1,
+        artifact_key=artifact.key,
+        host_cpu=fingerprint()["cpu"].get("summary"),
+    )
     tasks = tvm.s_tir.meta_schedule.relax_integration.extract_tasks(prepared, target)
     progress["tasks"] = len(tasks)
     while not args.curve_only and tvm_tuning.record_count(db_dir) < args.trials:
@@ -125,6 +145,8 @@ def main() -> int:
         progress["chunks"].append(
             {"trials": chunk, "per_task": args.per_task, "records_after": after, "seconds": seconds}
         )
+        progress.update(tvm_tuning.provenance_totals(progress["chunks"]), tuned_at=now())
+        progress["command"] = " ".join(sys.argv)
         tvm_tuning.write_json(progress_path, progress)  # the checkpoint's own record
         print(f"tuned {after} records ({seconds:.0f} s)", flush=True)
         if after <= before:  # every task at its per-task limit: more trials measure nothing
@@ -149,6 +171,7 @@ def main() -> int:
         "artifact": artifact.summary(),
         "per_task": sorted({c.get("per_task", args.per_task) for c in progress["chunks"]}),
         "progress": progress,
+        "database": str(db_dir.relative_to(args.database_root)),  # under tuning/tvm/
         "points": points,
         "host": fingerprint(),
     }

@@ -120,17 +120,24 @@ def tvm_library(artifact: Artifact, cell: Cell) -> tuple[Path, dict[str, object]
     import tvm
 
     from bench.backends.tvm import TvmBackend, host_target
+    from bench.backends.tvm_database import find_committed
 
     # The TVM backend's own cell: its options only (a variant's, such as marshal, are not TVM's).
     names = {option.name for option in TVM_BUDGET}
     budget = tuple((k, v) for k, v in cell.options if k in names)
     python_cell = replace(cell, framework="tvm", options=budget)
+    target = host_target(cell.threads)
+    committed = None
+    if python_cell.option("database", "committed") == "committed":
+        committed, _ = find_committed(artifact.model, target, cell.batch_size, tvm.__version__)
     what = {
-        "target": host_target(cell.threads),
+        "target": target,
         "batch": cell.batch_size,
         "budget": [python_cell.option("trials", "0"), python_cell.option("trials_per_task")],
+        # the committed database applied (by its records' hash), if any
+        "committed": committed.sha256 if committed else None,
         "tvm": tvm.__version__,
-        "layout": 2,  # the folder's files and meta.json keys (TvmBackend.export)
+        "layout": 3,  # the folder's files and meta.json keys (TvmBackend.export)
     }
 
     def make(folder: Path) -> None:

@@ -15,6 +15,10 @@
 - The database is cached per artifact, target, batch size and TVM version (`DEPLOYBENCH_CACHE`,
   default ~/.cache/deploybench) and reused when an earlier run's budget covers this one's.
   `load_ms` includes tuning; `tuning_s` (0 when reused) and `compile_s` say how it splits.
+- A database committed to the repository for this exact target, model and batch
+  (bench/backends/tvm_database.py) is applied by default (`database=committed`), even at
+  `trials=0`: the cell is then labelled with the committed budget and its provenance; a cell
+  asking for more trials than it holds tunes further from a copy of it.
 - The thread budget is TVM's runtime thread pool, read back from it; MetaSchedule's measuring
   processes inherit it (`TVM_NUM_THREADS`), so kernels are tuned for the threads they run with.
 - On CUDA (bench/backends/tvm_cuda.py) the target is device 0's compute capability; untuned
@@ -31,7 +35,9 @@ import io
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,16 +50,21 @@ from tvm.relax.frontend.onnx import from_onnx
 from tvm.s_tir import meta_schedule as ms
 
 from bench import cache
-from bench.backends import tvm_cuda
+from bench.backends import tvm_cuda, tvm_database
 from bench.backends.base import Backend, static_input_shape
 from bench.backends.cuda import cuda_unavailable_reason
+from bench.backends.tvm_database import (
+    tasks_in_database,
+    tuned_workloads,
+    tuning_label,
+    valid_records,
+)
 from bench.errors import Unsupported
 from bench.frameworks import FRAMEWORKS
 
 # The framework table holds the default (bench/frameworks.py).
 DEFAULT_TRIALS_PER_TASK = int(FRAMEWORKS.get("tvm").option("trials_per_task").default or 64)
 _DONE = "deploybench_tuning.json"  # written when a tuning run has finished: its budget
-_FAILED_RUN_S = 1e9  # MetaSchedule records a candidate that failed to build or run as 1e10 s
 # Why a TVM cell at a reduced precision is unsupported, said in its reason.
 NOT_IMPLEMENTED = {
     "fp16": "TVM's fp16 mixed precision (Relax's ToMixedPrecision) is not applied here",
@@ -70,39 +81,15 @@ def host_target(threads: int) -> dict[str, object]:
     return json.loads(str(target))
 
 
-def tuning_entry(artifact_key: str, target: dict[str, object], batch_size: int) -> cache.Entry:
-    """The cache entry of the MetaSchedule database of this artifact, target and batch size."""
+def tuning_entry(
+    artifact_key: str, target: dict[str, object], batch_size: int, seed: str | None = None
+) -> cache.Entry:
+    """The cache entry of the MetaSchedule database of this artifact, target and batch size
+    (`seed`: the committed database it was tuned further from)."""
     what = {"target": target, "batch": batch_size, "tvm": tvm.__version__}
+    if seed:
+        what["seed"] = seed
     return cache.entry("tvm", artifact_key[:16], what=what)
-
-
-def _valid(record: object) -> bool:
-    runs = record.run_secs
-    return bool(runs) and max(float(x) for x in runs) < _FAILED_RUN_S
-
-
-def valid_records(work_dir: Path) -> int:
-    """Tuning records of candidates that built and ran."""
-    db = ms.database.JSONDatabase(work_dir=str(work_dir))
-    return sum(1 for r in db.get_all_tuning_records() if _valid(r))
-
-
-def tuned_workloads(work_dir: Path) -> int:
-    """How many distinct tasks (workloads) have at least one candidate that built and ran."""
-    db = ms.database.JSONDatabase(work_dir=str(work_dir))
-    # A workload's JSON form starts with its structural hash.
-    return len({str(r.workload.as_json()[0]) for r in db.get_all_tuning_records() if _valid(r)})
-
-
-def tuning_label(trials: int, tasks: int | None, tuned: int | None, per_task: int) -> str:
-    """UNTUNED; LIGHTLY TUNED when the budget leaves tasks without a measured candidate; else
-    TUNED. The note says how much of the full budget (tasks x trials per task) was given."""
-    if trials == 0 or not tasks:
-        return "UNTUNED"
-    share = f"{trials} trials of {tasks} tasks x {per_task}"
-    if tuned is not None and tuned < tasks:
-        return f"LIGHTLY TUNED ({tuned} of {tasks} tasks tuned; {share})"
-    return f"TUNED ({share})"
 
 
 def build_candidate(mod: tvm.IRModule, target: tvm.target.Target, _params: object) -> object:
@@ -186,7 +173,12 @@ class TvmBackend(Backend):
             self.target, self.device = tvm_cuda.device_target(), tvm.cuda(0)
         else:
             self.target, self.device = host_target(self.cell.threads), tvm.cpu()
-        self.prepack = self.trials > 0 and not self.on_cuda
+        self.committed, self.committed_note = None, None
+        if self.cell.option("database", "committed") == "committed" and not self.on_cuda:
+            self.committed, self.committed_note = tvm_database.find_committed(
+                self.artifact.model, self.target, self.cell.batch_size, tvm.__version__
+            )
+        self.prepack = (self.trials > 0 or self.committed is not None) and not self.on_cuda
         target = tvm.target.Target(self.target)
         shape = [self.cell.batch_size, *self.artifact.inputs.shape[1:]]
         graph = onnx.load(str(self.artifact.onnx_path))  # an unreadable file is a failure
@@ -196,7 +188,7 @@ class TvmBackend(Backend):
         self.tasks: int | None = None  # tuning tasks of the model, and those tuned (trials > 0)
         self.tuned_tasks: int | None = None
         self.schedule_rules: dict[str, int] = {}
-        if self.trials:
+        if self.trials or self.committed:
             mod = self._tune(mod, target)
         elif self.on_cuda:
             mod = prepare_for_tuning(mod, target, prepack=False)
@@ -230,6 +222,7 @@ class TvmBackend(Backend):
             "prepack": self.prepack,
             "weights": len(names),
             **{k: info[k] for k in ("target", "tuned", "tuning", "tuning_trials")},
+            **{k: info[k] for k in ("tuning_source", "tuning_committed", "tuning_committed_note")},
             "tuning_trials_per_task": info["tuning_trials_per_task"],
             "tuning_database": info["tuning_database"],
             # when the library was compiled (a later cell loads it from the cache)
@@ -245,20 +238,37 @@ class TvmBackend(Backend):
         return trials, min(per_task, trials)
 
     def _tune(self, mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
-        """Tune unless the cached database covers this budget, then apply it with prepacking."""
-        entry = tuning_entry(self.artifact.key, self.target, self.cell.batch_size)
+        """Apply the committed database when it covers this budget; else tune unless the cached
+        database covers it (from a copy of the committed one when there is one), then apply
+        the database with prepacking."""
+        prepared = prepare_for_tuning(mod, target, self.prepack)
+        tasks = ms.relax_integration.extract_tasks(prepared, target)
+        self.tasks = len(tasks)
+        committed = self.committed
+        if committed is not None and committed.records >= self.trials:
+            self.tuning_reused = True
+            with tempfile.TemporaryDirectory(prefix="deploybench-tvm-db-") as tmp:
+                # Applied from a copy: the committed folder may be a read-only mount.
+                work_dir = Path(shutil.copytree(committed.path, Path(tmp) / "db"))
+                self.records = valid_records(work_dir)
+                self.tuned_tasks = tasks_in_database(tasks, work_dir)
+                self.tuning_database = str(committed.path)
+                return relax.pipeline.static_shape_tuning_pipeline(
+                    0, target, str(work_dir), cpu_weight_prepack=self.prepack
+                )(mod)
+        seed = committed.sha256[:16] if committed else None
+        entry = tuning_entry(self.artifact.key, self.target, self.cell.batch_size, seed)
         found = entry.lookup()  # verified: a database is read back into compiled code
         done_file = found / _DONE if found else None
         done = json.loads(done_file.read_text()) if done_file and done_file.is_file() else {}
         self.tuning_reused = (
             done.get("trials", 0) >= self.trials and done.get("trials_per_task", 0) >= self.per_task
         )
-        prepared = prepare_for_tuning(mod, target, self.prepack)
-        self.tasks = len(ms.relax_integration.extract_tasks(prepared, target))
         work_dir = found
         if not self.tuning_reused:
-            # Tuned further in a copy of the database, which then replaces the entry whole.
-            with entry.build(seed=found) as staging:
+            # Tuned further in a copy of the database (the cached one, else the committed one),
+            # which then replaces the cache entry whole.
+            with entry.build(seed=found or (committed.path if committed else None)) as staging:
                 self._tune_into(staging, prepared, target)
             work_dir = entry.path
         self.tuning_database, self.records = str(work_dir), valid_records(work_dir)
@@ -290,6 +300,19 @@ class TvmBackend(Backend):
         budget = {"trials": self.trials, "trials_per_task": self.per_task}
         (work_dir / _DONE).write_text(json.dumps(budget))
 
+    def _source(self) -> str:
+        """Whose trials the compiled kernels come from."""
+        if self.committed is None:
+            return "own" if self.trials else "none"
+        return "committed" if self.committed.records >= self.trials else "committed+own"
+
+    def _label(self) -> str:
+        if self._source() != "committed":
+            return tuning_label(self.trials, self.tasks, self.tuned_tasks, self.per_task)
+        committed = self.committed
+        label = tuning_label(committed.records, self.tasks, self.tuned_tasks, committed.per_task)
+        return f"{label[:-1]}; {committed.budget_note()})"
+
     def _threads(self) -> int:
         return int(tvm.get_global_func("runtime.NumThreads")())
 
@@ -317,8 +340,11 @@ class TvmBackend(Backend):
             "input_shape": static_input_shape(self.artifact, self.cell),
             "denormals": "IEEE (kept: LLVM's code does not set flush-to-zero)",
             "target": self.target,
-            "tuned": self.trials > 0,
-            "tuning": tuning_label(self.trials, self.tasks, self.tuned_tasks, self.per_task),
+            "tuned": self.trials > 0 or self.committed is not None,
+            "tuning": self._label(),
+            "tuning_source": self._source(),
+            "tuning_committed": self.committed.summary() if self.committed else None,
+            "tuning_committed_note": self.committed_note,
             "tuning_tasks": self.tasks,
             "tuning_tasks_tuned": self.tuned_tasks,
             "tuning_trials": self.trials,

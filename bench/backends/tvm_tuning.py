@@ -75,6 +75,17 @@ def compile_tuned(mod: object, target: object, db_dir: Path | None) -> object:
     return tvm.compile(mod, target=target)
 
 
+def provenance_totals(chunks: list[dict]) -> dict[str, object]:
+    """What a committed database's provenance says about its budget, from its chunks: the
+    measured candidates, the trials-per-task limit (the largest any chunk used) and the
+    seconds of tuning."""
+    return {
+        "records": chunks[-1]["records_after"] if chunks else 0,
+        "per_task": max((c["per_task"] for c in chunks), default=0),
+        "tuning_s": sum(c["seconds"] for c in chunks),
+    }
+
+
 def curve_points(total: int, first: int = 64) -> list[int]:
     """0, first, 2*first, 4*first, ... up to `total`, which always ends the list."""
     points, k = [0], first

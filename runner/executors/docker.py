@@ -27,8 +27,10 @@ import requests
 import urllib3
 
 from bench import cache
+from bench.backends.tvm_database import REPO_TUNING, TUNING_ENV
 from bench.cell import Cell
 from bench.errors import UsageError
+from bench.frameworks import FRAMEWORKS
 from bench.fsutil import atomic_write_text
 from bench.models import ONNX_PREFIX, is_onnx_model
 from runner import owner
@@ -55,6 +57,7 @@ RUN_LABEL = "ai.deploybench.run"
 CELL_LABEL = "ai.deploybench.cell"
 OWNER_PREFIX = "ai.deploybench.runner."  # + host, boot_id, pid, start: see runner.owner
 CACHE_IN_CONTAINER = "/cache"
+TUNING_IN_CONTAINER = "/tuning/tvm"  # the committed TVM databases, read-only
 STAGING_IN_CONTAINER = "/cache-new"
 OUT_IN_CONTAINER = "/out"
 ARTIFACTS_REUSE_IN_CONTAINER = "/artifacts-existing"
@@ -322,6 +325,10 @@ class DockerExecutor(Executor):
             **{k: v for k, v in os.environ.items() if k == FAULT_ENV},
             **job.env,
         }
+        if FRAMEWORKS.get(job.cell.framework).base == "tvm" and REPO_TUNING.is_dir():
+            # The committed tuning databases, read-only (bench/backends/tvm_database.py).
+            mounts[REPO_TUNING] = (TUNING_IN_CONTAINER, "ro")
+            env[TUNING_ENV] = TUNING_IN_CONTAINER
         staging = None
         if self.cache_dir:
             self.cache_dir.mkdir(parents=True, exist_ok=True)

@@ -120,6 +120,6 @@ def test_an_operator_the_frontend_lacks_is_unsupported_in_its_words(tmp_path):
     ],
 )
 def test_tuning_labels(trials, tasks, tuned, label):
-    from bench.backends.tvm import tuning_label
+    from bench.backends.tvm_database import tuning_label
 
     assert tuning_label(trials, tasks, tuned, 64) == label
