@@ -77,11 +77,17 @@ def preprocess_image(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
 
 def resized_size(h: int, w: int, short: int) -> tuple[int, int]:
     """(height, width) with the shorter side `short` and the longer keeping the aspect ratio,
-    truncated to whole pixels as torchvision's Resize computes it (rounding instead shifted the
-    centre crop by half a pixel on 3 of the 8 bundled photos: `bench preprocess-check`)."""
+    truncated to whole pixels as torchvision's Resize computes it (`bench preprocess-check`
+    found rounding one pixel off torchvision's presets on 3 of the 8 bundled photos)."""
     if h <= w:
         return short, max(short, int(w * short / h))
     return max(short, int(h * short / w)), short
+
+
+def crop_offset(size: int, crop: int) -> int:
+    """Where a centre crop starts, as torchvision's CenterCrop computes it: the half rounded
+    (to even, Python's round), not floored — 61.5 starts at 62."""
+    return round((size - crop) / 2.0)
 
 
 def resize_crop_normalise(rgb: np.ndarray, cfg: PreprocessConfig, interp: int) -> np.ndarray:
@@ -90,7 +96,7 @@ def resize_crop_normalise(rgb: np.ndarray, cfg: PreprocessConfig, interp: int) -
 
     new_h, new_w = resized_size(*rgb.shape[:2], cfg.resize)
     resized = cv2.resize(rgb, (new_w, new_h), interpolation=interp)
-    top, left = (new_h - cfg.crop) // 2, (new_w - cfg.crop) // 2
+    top, left = crop_offset(new_h, cfg.crop), crop_offset(new_w, cfg.crop)
     crop = resized[top : top + cfg.crop, left : left + cfg.crop]
     x = crop.astype(np.float32) / 255.0
     x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from bench.data.images import SAMPLE_PHOTOS, resolve_images, user_images
-from bench.data.preprocess import PreprocessConfig, decode, preprocess_image, resized_size
+from bench.data.preprocess import (
+    PreprocessConfig,
+    crop_offset,
+    decode,
+    preprocess_image,
+    resized_size,
+)
 from bench.errors import UsageError
 
 
@@ -46,6 +52,20 @@ def test_the_long_side_is_truncated_as_torchvisions_resize_computes_it():
     for h, w in [(300, 451), (512, 512), (480, 640), (427, 640), (640, 480), (303, 384)]:
         shape = functional.resize(torch.zeros(1, h, w), [232]).shape[-2:]
         assert resized_size(h, w, 232) == tuple(shape)
+
+
+def test_the_centre_crop_starts_where_torchvisions_center_crop_starts():
+    # rocket is 427 x 640: resized to 232 x 347, a 224 crop starts at 61.5 -> 62 (not 61)
+    assert crop_offset(347, 224) == 62
+    assert crop_offset(349, 224) == 62  # 62.5 rounds to even
+    assert crop_offset(232, 224) == 4 and crop_offset(224, 224) == 0
+    import torch
+    from torchvision.transforms.v2 import functional
+
+    for size in range(224, 240):
+        ramp = torch.arange(size, dtype=torch.float32).reshape(1, 1, size).expand(1, 224, size)
+        first = functional.center_crop(ramp, [224, 224])[0, 0, 0]
+        assert crop_offset(size, 224) == int(first)
 
 
 def test_decode_gives_rgb(tmp_path):
