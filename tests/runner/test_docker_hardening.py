@@ -78,7 +78,7 @@ def test_a_running_cell_is_unprivileged_and_sees_only_its_own_files(
 ):
     executor = docker_executor
     executor.cache_dir = tmp_path / "cache"
-    executor.prepare({("onnxruntime", "cpu")}, print)
+    executor.prepare({("onnxruntime", "cpu", None)}, print)
     job = _hanging_job(small_artifact, tmp_path, "hardened")
     outcome = {}
     thread = threading.Thread(target=lambda: outcome.update(o=executor.run(job)))
