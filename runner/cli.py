@@ -166,7 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the runs' equivalence_band, else 0.02)",
     )
     sub.add_parser("clean", help="remove containers left behind by interrupted runs")
-    sub.add_parser("doctor", help="check the Docker engine, NVIDIA runtime and base images")
+    doctor = sub.add_parser(
+        "doctor", help="check the Docker engine, NVIDIA runtime and base images"
+    )
+    doctor.add_argument(
+        "--hosts",
+        metavar="FILE",
+        help="check every engine of this inventory (runner/hosts.py) instead of the local one",
+    )
     return parser
 
 
@@ -296,6 +303,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     """Say plainly whether this host can run the containerized matrix, and how to fix it."""
     from runner.executors.docker import DockerExecutor
     from runner.images import DEFAULT_BASE, OFFLINE_BASE
+
+    if args.hosts:
+        from runner.hosts import check_engine, load_inventory
+
+        checks = [check_engine(h, (DEFAULT_BASE, OFFLINE_BASE)) for h in load_inventory(args.hosts)]
+        for check in checks:
+            for line in check.lines():
+                print(line)
+        bad = [c.host.name for c in checks if c.problems]
+        log(
+            f"{len(checks) - len(bad)} of {len(checks)} hosts ready"
+            + (f"; not ready: {', '.join(bad)}" if bad else "")
+        )
+        return 1 if bad else 0
 
     executor = DockerExecutor()
     version = executor.client.version().get("Version", "?")
