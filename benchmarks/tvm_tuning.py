@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -152,6 +153,8 @@ def main() -> int:
         if after <= before:  # every task at its per-task limit: more trials measure nothing
             print(f"no new records: every task has --per-task {args.per_task}", flush=True)
             break
+    # MetaSchedule's per-task logs (tens of MB) stay out of the committed folder.
+    shutil.rmtree(db_dir / "logs", ignore_errors=True)
     records = tvm_tuning.record_count(db_dir)
     points = []
     for k in tvm_tuning.curve_points(records):

@@ -148,14 +148,16 @@ def curve_markdown(doc: dict) -> str:
             f"| {p['median_ms']:.2f} | {p['parity']} | {p['rel_l2']:.1e} "
             f"| {p['top1_agreement']:.3f} |"
         )
-    tuned = sum(c["trials"] for c in chunks)
-    if tuned and progress.get("tasks"):
-        per_trial = sum(c["seconds"] for c in chunks) / tuned
+    # A trial is a measured candidate: a call asked for more than MetaSchedule measured when
+    # its tasks reached their per-task limit.
+    measured = chunks[-1]["records_after"] if chunks else 0
+    if measured and progress.get("tasks"):
+        per_trial = sum(c["seconds"] for c in chunks) / measured
         seed = 800 * progress["tasks"]
         lines += [
             "",
-            f"{per_trial:.1f} s per trial here: the seed's budget of 800 x {progress['tasks']} "
-            f"tasks = {seed} trials would take about {seed * per_trial / 3600:.0f} hours "
-            "(extrapolated from this run's trials, not measured).",
+            f"{per_trial:.1f} s per measured candidate here: the seed's budget of 800 x "
+            f"{progress['tasks']} tasks = {seed} trials would take about "
+            f"{seed * per_trial / 3600:.0f} hours (extrapolated from this run, not measured).",
         ]
     return "\n".join(lines) + "\n"

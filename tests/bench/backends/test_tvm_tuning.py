@@ -59,8 +59,12 @@ def test_tuning_time_of_a_point_and_the_seeds_budget_by_hand():
     }  # fmt: skip
     text = curve_markdown(doc)
     assert "| 20 | 120 | 1.50 | pass | 1.0e-06 | 1.000 |" in text
-    # 120 s over 20 trials = 6 s a trial; 800 x 3 tasks = 2400 trials = 4 hours
-    assert "6.0 s per trial" in text and "2400 trials would take about 4 hours" in text
+    # 120 s over 20 measured candidates = 6 s each; 800 x 3 tasks = 2400 trials = 4 hours
+    assert "6.0 s per measured candidate" in text
+    assert "2400 trials would take about 4 hours" in text
+    # A call that asked for more trials than it measured: the cost is per measured candidate.
+    doc["progress"]["chunks"] = [{"trials": 30, "records_after": 20, "seconds": 120.0}]
+    assert "6.0 s per measured candidate" in curve_markdown(doc)
 
 
 def _script(artifacts: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
