@@ -115,6 +115,7 @@ def test_the_script_tunes_into_the_committed_layout_continues_and_a_cell_applies
     assert provenance["records"] == record_count(folder) == 4
     assert provenance["per_task"] == 2 and provenance["artifact_key"] == small_artifact.key
     assert provenance["target"] == target and provenance["host_cpu"]
+    assert not (folder / "logs").exists()  # MetaSchedule's logs are not committed
     # The database is the checkpoint: the same budget again tunes nothing more.
     again = _script(artifacts, out, *args)
     assert again.returncode == 0, again.stderr[-3000:]
