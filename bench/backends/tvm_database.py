@@ -97,11 +97,11 @@ class Committed:
         }
 
     def budget_note(self) -> str:
+        """The budget for a table's notes; the CPU by name only (its ISA features are in the
+        provenance, and the target id says which CPU the kernels are for)."""
         minutes = float(self.provenance.get("tuning_s") or 0) / 60
-        return (
-            f"committed database: {self.records} trials, {minutes:.0f} min on "
-            f"{self.provenance.get('host_cpu') or 'an unnamed CPU'}"
-        )
+        cpu = str(self.provenance.get("host_cpu") or "an unnamed CPU").split(" (family")[0]
+        return f"committed database: {self.records} trials, {minutes:.0f} min on {cpu}"
 
 
 def find_committed(

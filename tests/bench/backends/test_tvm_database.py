@@ -42,6 +42,9 @@ def test_the_database_of_this_exact_target_is_found_with_its_budget(tmp_path):
     assert note is None and found.path == folder
     assert (found.records, found.per_task) == (3, 16)
     assert found.budget_note() == "committed database: 3 trials, 10 min on AMD EPYC (Zen 4)"
+    long_name = "Intel(R) Xeon(R) Processor — SPR-class (family 6, model 167, stepping 1); AMX"
+    named = type(found)(found.path, {**found.provenance, "host_cpu": long_name})
+    assert named.budget_note().endswith("10 min on Intel(R) Xeon(R) Processor — SPR-class")
     summary = found.summary()
     assert summary["folder"] == f"{target_id(ZEN4)}/resnet50-b1" and len(summary["sha256"]) == 64
 
