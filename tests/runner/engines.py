@@ -176,3 +176,41 @@ def load_image(
         target.images.load(b"".join(source_client.images.get(tag).save(named=tag)))
     finally:
         target.close()
+
+
+def start_sshd(engine: Engine, client_dir: Path) -> subprocess.Popen:
+    """An sshd in the engine's namespace (root by key only) whose sessions talk to that engine
+    (`SetEnv DOCKER_HOST`), and a client key, known_hosts and ~/.ssh/config under `client_dir`
+    (the doctor is run with HOME=client_dir: the SDK's paramiko reads ~/.ssh). Returns sshd."""
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    folder = engine.root / "ssh"
+    folder.mkdir(parents=True, exist_ok=True)
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation dir
+    host_key, user_key = folder / "host_ed25519", client_dir / ".ssh" / "id_ed25519"
+    user_key.parent.mkdir(parents=True, exist_ok=True)
+    for key in (host_key, user_key):
+        if not key.exists():
+            _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+    (folder / "authorized_keys").write_text(user_key.with_suffix(".pub").read_text())
+    host_pub = host_key.with_suffix(".pub").read_text().split()
+    (user_key.parent / "known_hosts").write_text(f"{engine.ip} {host_pub[0]} {host_pub[1]}\n")
+    (user_key.parent / "config").write_text(
+        f"Host {engine.ip}\n  User root\n  IdentityFile {user_key}\n"
+    )
+    config = folder / "sshd_config"
+    config.write_text(
+        f"ListenAddress {engine.ip}\nPort 22\nHostKey {host_key}\n"
+        f"PidFile {folder / 'sshd.pid'}\nAuthorizedKeysFile {folder / 'authorized_keys'}\n"
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+        f"SetEnv DOCKER_HOST=unix://{engine.root / 'docker.sock'}\n"
+    )
+    process = subprocess.Popen(
+        ["nsenter", f"--net=/var/run/netns/{engine.netns}", sshd, "-D", "-e", "-f", str(config)],
+        stdout=(folder / "sshd.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    time.sleep(1)
+    if process.poll() is not None:
+        raise RuntimeError("sshd exited: " + (folder / "sshd.log").read_text()[-2000:])
+    return process

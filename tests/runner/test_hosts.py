@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from engines import Engine, engines_available, load_image, make_certificates
+from engines import Engine, engines_available, load_image, make_certificates, start_sshd
 
 from bench.errors import UsageError
 from runner.hosts import InventoryError, parse_cpuset, parse_inventory
@@ -179,3 +179,46 @@ def test_a_client_without_the_right_certificate_is_refused_by_the_tls_engine(tls
     proc = _doctor(inventory)
     assert proc.returncode == 1
     assert f"stranger ({engine.address}): UNREACHABLE: " in proc.stdout
+
+
+@pytest.mark.docker
+def test_doctor_reaches_an_engine_over_ssh(tls_engine, tmp_path):
+    """ssh://root@<namespace address>: an sshd the test starts in the engine's namespace (key
+    only), the SDK's paramiko client with its key, known host and config in ~/.ssh."""
+    import shutil
+
+    if shutil.which("sshd") is None and not os.path.exists("/usr/sbin/sshd"):
+        if os.environ.get("DEPLOYBENCH_REQUIRE_DOCKER") == "1":
+            pytest.fail("sshd is not installed (apt-get install openssh-server)")
+        pytest.skip("sshd is not installed")
+    engine, _, _ = tls_engine
+    sshd = start_sshd(engine, tmp_path)
+    try:
+        inventory = tmp_path / "hosts.yaml"
+        inventory.write_text(f'hosts:\n  - {{name: viassh, address: "ssh://root@{engine.ip}"}}\n')
+        env = {**os.environ, "HOME": str(tmp_path)}
+        proc = subprocess.run(
+            [sys.executable, "-m", "runner", "doctor", "--hosts", str(inventory)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        line = proc.stdout.splitlines()[0]
+        assert line.startswith(f"viassh (ssh://root@{engine.ip}): docker "), proc.stdout
+        assert "UNREACHABLE" not in line
+        # A client whose key the server does not know is refused.
+        (tmp_path / ".ssh" / "id_ed25519").rename(tmp_path / ".ssh" / "other")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(tmp_path / ".ssh" / "id_ed25519")], check=True)  # fmt: skip
+        refused = subprocess.run(
+            [sys.executable, "-m", "runner", "doctor", "--hosts", str(inventory)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert refused.returncode == 1 and "UNREACHABLE" in refused.stdout
+    finally:
+        sshd.terminate()
+        sshd.wait(timeout=30)
