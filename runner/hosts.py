@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from bench.errors import UsageError
+from runner.matrix import ProblemsError, _Checker, _with_lines
 
 SCHEMES = ("unix", "tcp", "ssh")
 HOST_KEYS = ("name", "address", "labels", "cpusets", "gpus", "tls")
@@ -41,12 +42,10 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _CPUSET = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
 
 
-class InventoryError(UsageError):
+class InventoryError(ProblemsError):
     """An invalid inventory file: every problem, one per line."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(f"invalid hosts file {source}:\n" + "\n".join(f"  {p}" for p in problems))
+    what = "hosts file"
 
 
 @dataclass(frozen=True)
@@ -211,20 +210,13 @@ def _check_host(entry: Any, i: int, base: Path, add: Callable[[tuple, str], None
 
 def parse_inventory(text: str, source: str = "<hosts>", base: Path | None = None) -> list[Host]:
     """Validate an inventory document; raise `InventoryError` listing every problem."""
-    from runner.matrix import _with_lines  # the line of every key, as for matrices
-
     try:
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
         raise InventoryError(source, [f"not valid YAML: {exc}"]) from exc
     doc, lines = _with_lines(root) if root is not None else ({}, {})
-    problems: list[str] = []
-
-    def add(path: tuple, message: str) -> None:
-        where = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path)
-        line = lines.get(path)
-        problems.append(f"{where.replace('.[', '[')}{f' (line {line})' if line else ''}: {message}")
-
+    check = _Checker(lines)  # each problem with its key path and line, as for matrices
+    add, problems = check.add, check.problems
     if not isinstance(doc, dict) or not isinstance(doc.get("hosts"), list) or not doc["hosts"]:
         raise InventoryError(source, ["(top): must be a mapping with a non-empty list `hosts`"])
     for key in doc:

@@ -71,12 +71,21 @@ TOP_KEYS = (
 )
 
 
-class MatrixError(UsageError):
-    """An invalid matrix: every problem, one per line."""
+class ProblemsError(UsageError):
+    """An invalid input file: every problem, one per line (`what`: what the file is)."""
+
+    what = "file"
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__(f"invalid matrix {source}:\n" + "\n".join(f"  {p}" for p in problems))
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"invalid {self.what} {source}:\n{lines}")
+
+
+class MatrixError(ProblemsError):
+    """An invalid matrix: every problem, one per line."""
+
+    what = "matrix"
 
 
 @dataclass(frozen=True)
