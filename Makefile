@@ -29,8 +29,9 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -e '.[torch,ort,ov,tvm,runner,dev]'
 	touch $@
 
+# HOSTS=hosts.yaml: every engine of that inventory (runner/hosts.py) instead of the local one.
 doctor: install
-	$(PYTHON) -m runner doctor
+	$(PYTHON) -m runner doctor $(if $(HOSTS),--hosts $(HOSTS))
 
 # A base image: the registry's if it can be pulled, else bootstrapped from Debian packages.
 base: doctor
