@@ -102,12 +102,18 @@ for _spec in (
     IMAGES.add(_spec.name, _spec)
 
 
-def _pinned(requirements: Path, package: str) -> str | None:
+def _pins(requirements: Path) -> dict[str, str]:
+    """A lock file's exact pins: {lower-case name: version}, in file order."""
+    pins = {}
     for line in requirements.read_text().splitlines():
         name, sep, version = line.partition("==")
-        if sep and name.strip().lower() == package:
-            return version.strip()
-    return None
+        if sep and not line.startswith("#"):
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def _pinned(requirements: Path, package: str) -> str | None:
+    return _pins(requirements).get(package)
 
 
 def built_versions(framework: str, device: str) -> dict[str, ImageSpec]:
@@ -131,8 +137,10 @@ def version_unavailable(framework: str, device: str, version: str | None) -> str
     if version is None:
         return None
     versions = built_versions(framework, device)
-    if version in versions:
-        return None
+    return None if version in versions else _no_image(framework, device, version, versions)
+
+
+def _no_image(framework: str, device: str, version: str, versions: dict[str, ImageSpec]) -> str:
     spec = _default_image(framework, device)
     package = FRAMEWORKS.get(framework).package(device)
     return (
@@ -153,11 +161,12 @@ def _default_image(framework: str, device: str) -> ImageSpec:
 
 def image_for(framework: str, device: str, version: str | None = None) -> ImageSpec:
     """The image that runs `framework` on `device` at `version` (None: the default image)."""
-    if (problem := version_unavailable(framework, device, version)) is not None:
-        raise UsageError(problem)
-    return (
-        built_versions(framework, device)[version] if version else _default_image(framework, device)
-    )
+    if version is None:
+        return _default_image(framework, device)
+    versions = built_versions(framework, device)  # the image folders, read once
+    if version not in versions:
+        raise UsageError(_no_image(framework, device, version, versions))
+    return versions[version]
 
 
 def export_framework(model: str) -> tuple[str, str]:
@@ -280,12 +289,8 @@ def assemble_context(
 
 
 def _framework_versions(spec: ImageSpec) -> str:
-    pins = [
-        line.strip()
-        for line in (spec.requirements_dir / "requirements.txt").read_text().splitlines()
-        if "==" in line and not line.startswith("#")
-    ]
-    return " ".join(p for p in pins if p.split("==")[0].lower() in FRAMEWORK_PACKAGES)
+    pins = _pins(spec.requirements_dir / "requirements.txt")
+    return " ".join(f"{n}=={v}" for n, v in pins.items() if n in FRAMEWORK_PACKAGES)
 
 
 def labels(spec: ImageSpec, settings: BuildSettings, ctx_hash: str) -> dict[str, str]:

@@ -309,9 +309,8 @@ class TvmBackend(Backend):
     def _label(self) -> str:
         if self._source() != "committed":
             return tuning_label(self.trials, self.tasks, self.tuned_tasks, self.per_task)
-        committed = self.committed
-        label = tuning_label(committed.records, self.tasks, self.tuned_tasks, committed.per_task)
-        return f"{label[:-1]}; {committed.budget_note()})"
+        c = self.committed
+        return tuning_label(c.records, self.tasks, self.tuned_tasks, c.per_task, c.budget_note())
 
     def _threads(self) -> int:
         return int(tvm.get_global_func("runtime.NumThreads")())

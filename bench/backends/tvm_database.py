@@ -20,6 +20,7 @@ read-only into TVM's containers (`DEPLOYBENCH_TUNING_DIR`); a checkout finds it 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -75,9 +76,9 @@ class Committed:
     def per_task(self) -> int:
         return int(self.provenance.get("per_task", 0))
 
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
-        """The records file's hash: which database a result was measured with."""
+        """The records file's hash (read once): which database a result was measured with."""
         return hashlib.sha256((self.path / RECORDS).read_bytes()).hexdigest()
 
     def summary(self) -> dict[str, object]:
@@ -162,12 +163,15 @@ def tasks_in_database(tasks: list, work_dir: Path) -> int:
     return sum(1 for task in tasks if db.has_workload(task.dispatched[0]))
 
 
-def tuning_label(trials: int, tasks: int | None, tuned: int | None, per_task: int) -> str:
+def tuning_label(
+    trials: int, tasks: int | None, tuned: int | None, per_task: int, source: str | None = None
+) -> str:
     """UNTUNED; LIGHTLY TUNED when the budget leaves tasks without a measured candidate; else
-    TUNED. The note says how much of the full budget (tasks x trials per task) was given."""
+    TUNED. The note says how much of the full budget (tasks x trials per task) was given, and
+    `source` where the trials came from (a committed database)."""
     if trials == 0 or not tasks:
         return "UNTUNED"
-    share = f"{trials} trials of {tasks} tasks x {per_task}"
+    share = f"{trials} trials of {tasks} tasks x {per_task}" + (f"; {source}" if source else "")
     if tuned is not None and tuned < tasks:
         return f"LIGHTLY TUNED ({tuned} of {tasks} tasks tuned; {share})"
     return f"TUNED ({share})"

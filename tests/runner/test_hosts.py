@@ -148,7 +148,7 @@ def test_doctor_checks_every_engine_and_says_what_is_wrong_with_each(tls_engine,
     assert before.returncode == 1, before.stderr
     out = before.stdout
     here = [line for line in out.splitlines() if line.startswith("here ")]
-    assert "docker 20." in here[0] or "docker " in here[0]
+    assert here[0].startswith("here (unix:///var/run/docker.sock): docker ")
     assert "GiB free" in here[0] and not any(
         line.startswith("here: PROBLEM") for line in out.splitlines()
     )

@@ -81,3 +81,14 @@ def test_the_repositorys_databases_are_each_in_their_targets_folder():
         assert path.parent.name == f"{provenance['model']}-b{provenance['batch']}"
         assert (path.parent / RECORDS).is_file() and (path.parent / WORKLOADS).is_file()
         assert provenance["records"] > 0 and provenance["host_cpu"] and provenance["tuning_s"] > 0
+
+
+def test_a_committed_budget_is_named_inside_the_label():
+    from bench.backends.tvm_database import tuning_label
+
+    note = "committed database: 1030 trials, 23 min on X"
+    assert tuning_label(1030, 71, 71, 16, note) == f"TUNED (1030 trials of 71 tasks x 16; {note})"
+    assert tuning_label(64, 71, 7, 16, note) == (
+        f"LIGHTLY TUNED (7 of 71 tasks tuned; 64 trials of 71 tasks x 16; {note})"
+    )
+    assert tuning_label(0, 71, None, 16, note) == "UNTUNED"
