@@ -8,6 +8,9 @@ MATRIX ?= quick
 # auto: containers when a Docker engine answers, else the local executor, said before anything
 # runs and recorded in the run (README: "Where cells run"). docker: containers or a clear error.
 EXECUTOR ?= auto
+# HOSTS=hosts.yaml: run the matrix across the engines of that inventory (runner/hosts.py; README
+# "A pool of Docker hosts") instead of this machine's alone.
+HOSTS ?=
 RUN_ARGS ?=
 DEFAULT_BASE := python:3.11-slim-bookworm
 OFFLINE_BASE := deploybench/base:bookworm
@@ -60,11 +63,13 @@ engine-base:
 	@if [ "$(EXECUTOR)" = docker ] || { [ "$(EXECUTOR)" = auto ] && docker info >/dev/null 2>&1; }; \
 	then $(MAKE) --no-print-directory base; fi
 
+HOSTS_ARGS = $(if $(HOSTS),--hosts $(HOSTS),--executor $(EXECUTOR))
+
 bench-cpu: install engine-base
-	$(PYTHON) -m runner run --matrix $(MATRIX) --executor $(EXECUTOR) $(BUILD_ARGS) $(RUN_ARGS)
+	$(PYTHON) -m runner run --matrix $(MATRIX) $(HOSTS_ARGS) $(BUILD_ARGS) $(RUN_ARGS)
 
 bench-gpu: install engine-base
-	$(PYTHON) -m runner run --matrix gpu --executor $(EXECUTOR) $(BUILD_ARGS) $(RUN_ARGS)
+	$(PYTHON) -m runner run --matrix gpu $(HOSTS_ARGS) $(BUILD_ARGS) $(RUN_ARGS)
 
 # The same matrix without Docker, in this virtual environment.
 bench-local: install

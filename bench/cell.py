@@ -15,6 +15,22 @@ DEVICES = ("cpu", "cuda")
 # parity uses that precision's tier.
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "auto")
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]*")
+_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+# Whether a cell's threads are bounded by this process's CPUs. A run on a pool of hosts turns it
+# off (`check_local_threads(False)`): the cells run on other machines, and placement checks
+# them against each host's CPU sets instead.
+_CHECK_LOCAL_THREADS = [True]
+
+
+def check_local_threads(enabled: bool) -> None:
+    """False: this process's cells run on a pool's hosts, their threads are not checked here."""
+    _CHECK_LOCAL_THREADS[0] = enabled
+
+
+def local_threads_checked() -> bool:
+    return _CHECK_LOCAL_THREADS[0]
 
 
 def default_threads() -> int:
@@ -41,6 +57,10 @@ class Cell:
     # one its default image pins. Read back in the cell: another installed version is
     # `unsupported`, never measured under this label.
     version: str | None = None
+    # The pool host it runs on (runner/hosts.py's inventory name); None: the one engine or
+    # process of a run without an inventory. Part of its identity: the same cell on two hosts
+    # is two cells, and a speed-up is computed within one host.
+    host: str | None = None
 
     def __post_init__(self) -> None:
         check_model_name(self.model)
@@ -55,7 +75,7 @@ class Cell:
             raise UsageError(f"batch size must be at least 1, not {self.batch_size}")
         if self.threads < 1:
             raise UsageError(f"threads must be at least 1, not {self.threads}")
-        if self.threads > (usable := default_threads()):
+        if local_threads_checked() and self.threads > (usable := default_threads()):
             raise UsageError(
                 f"threads {self.threads} > the {usable} CPUs this process may use: more threads "
                 "than CPUs would time the scheduler, not the framework"
@@ -64,6 +84,8 @@ class Cell:
             raise UsageError(
                 f"framework version {self.version!r} is not a version such as 1.22.1 or 2025.4.1"
             )
+        if self.host is not None and not _HOST.fullmatch(self.host):
+            raise UsageError(f"host name {self.host!r} is not a name of letters, digits, _ . -")
         # Validated against the framework's option table and normalised (true -> "1"), so that
         # a misspelt option or value stops here and one setting has one spelling.
         options = framework.check_options(dict(self.options), self.device, self.precision)
@@ -76,6 +98,8 @@ class Cell:
         model = re.sub(r"[^A-Za-z0-9_.=-]", "_", self.model)
         framework = f"{self.framework}@{self.version}" if self.version else self.framework
         raw = f"{model}-{framework}-{self.device}-{self.precision}-b{self.batch_size}{opts}"
+        if self.host:
+            raw += f"-on-{self.host}"
         return re.sub(r"[^A-Za-z0-9_.=@-]", "_", raw)
 
     def option(self, key: str, default: str | None = None) -> str | None:
@@ -84,8 +108,9 @@ class Cell:
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["options"] = dict(self.options)
-        if self.version is None:  # absent, as in results written before versions existed
-            del d["version"]
+        for key in ("version", "host"):  # absent, as in results written before they existed
+            if d[key] is None:
+                del d[key]
         return d
 
 

@@ -19,7 +19,7 @@ from bench.fsutil import atomic_write_text
 from bench.measure.parity import finite_or_none
 from bench.measure.sections import ONE_SLOT_LATENCY
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA_PATH = Path(__file__).parent / "schema" / "result.schema.json"
 STATUSES = ("ok", "failed", "skipped", "unsupported")
 
@@ -72,8 +72,19 @@ def _v3_to_v4(doc: dict) -> dict:
     return {**doc, "schema_version": 4}
 
 
+def _v4_to_v5(doc: dict) -> dict:
+    """Version 5 names the pool host a cell ran on (`cell.host`); a version 4 cell ran on the
+    run's one engine or process, which is what a cell without the key means."""
+    return {**doc, "schema_version": 5}
+
+
 # version n -> function upgrading a document of version n to n+1.
-_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+_UPGRADES: dict[int, Callable[[dict], dict]] = {
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+    3: _v3_to_v4,
+    4: _v4_to_v5,
+}
 
 
 class ResultError(ValueError):

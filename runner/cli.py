@@ -39,6 +39,8 @@ LOCAL_CAVEAT = (
     "cells run as subprocesses of this Python environment: no container isolation, and the "
     "framework versions are this environment's, not the pinned images'"
 )
+# What --executor chooses; the pool is --hosts FILE.
+SINGLE_EXECUTORS = tuple(n for n in EXECUTORS.names() if n != "pool")
 DEFAULT_RESULTS = Path("results")
 DEFAULT_ARTIFACTS = Path("artifacts")
 DEFAULT_CACHE = Path("cache")
@@ -85,15 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_build_args(run)
     run.add_argument(
         "--executor",
-        choices=(AUTO, *EXECUTORS.names()),
+        choices=(AUTO, *SINGLE_EXECUTORS),
         default=AUTO,
         help="where cells run: docker (a fresh container each), local (subprocesses of this "
         "environment), or auto (the default): docker when an engine answers, else local, "
         "said loudly and recorded",
     )
     run.add_argument(
+        "--hosts",
+        metavar="FILE",
+        help="run across the Docker engines of this inventory (runner/hosts.py): cells placed "
+        "on hosts that can run them, one per CPU set / GPU at a time, hosts in parallel",
+    )
+    run.add_argument(
         "--export-executor",
-        choices=EXECUTORS.names(),
+        choices=SINGLE_EXECUTORS,
         help="where the export stage runs (default: the same as --executor)",
     )
     run.add_argument(
@@ -128,6 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=DEFAULT_CACHE,
         help="caches shared by cells, e.g. TVM tuning databases (default cache/)",
+    )
+    run.add_argument(
+        "--slurm-partition", help="--executor slurm: the partition its jobs are submitted to"
+    )
+    run.add_argument(
+        "--slurm-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="--executor slurm: one more sbatch argument, e.g. --slurm-arg=--account=X "
+        "(repeatable)",
     )
     plan = sub.add_parser("plan", help="validate a matrix and list its cells")
     _add_matrix_args(plan)
@@ -213,6 +232,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runner.orchestrate import MatrixRun, RunOptions
     from runner.report.tables import terminal
 
+    if args.hosts:  # the cells run on the pool's hosts: their CPU sets bound the threads
+        from bench.cell import check_local_threads
+
+        check_local_threads(False)
     matrix = _matrix(args)
     if args.resume and not args.run_id:
         raise UsageError("--resume needs the --run-id of the run to continue")
@@ -220,21 +243,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     frameworks = "".join(f"-{f}" for f in args.framework)
     run_id = args.run_id or f"{matrix.name}{frameworks}-{stamp}"
     check_run(matrix, run_id, args.results, args.artifacts, export=not args.no_export)
-    args.executor, executor_note = _resolve_executor(args.executor)
+    if args.hosts:
+        if args.executor not in (AUTO, "docker"):
+            raise UsageError(
+                f"--hosts runs cells on Docker engines, not --executor {args.executor}"
+            )
+        args.executor, executor_note = "pool", None
+    else:
+        args.executor, executor_note = _resolve_executor(args.executor)
 
     def executor(name: str) -> object:
-        if name == "docker":
+        if name == "local":
+            return create_executor("local")
+        # Every other executor runs cells in the images, built with these settings.
+        images = {"settings": _settings(args), "cache_dir": args.cache.resolve()}
+        images["rebuild"] = args.rebuild
+        if name == "pool":
+            from runner.hosts import load_inventory
+
+            return create_executor("pool", hosts=load_inventory(args.hosts), log=log, **images)
+        if name == "slurm":
+            extra = tuple(args.slurm_arg)
             return create_executor(
-                "docker",
-                settings=_settings(args),
-                cache_dir=args.cache.resolve(),
-                rebuild=args.rebuild,
+                "slurm", partition=args.slurm_partition, extra_args=extra, **images
             )
-        return create_executor("local")
+        return create_executor(name, **images)
 
     cells = executor(args.executor)
     export_name = args.export_executor or args.executor
     exporter = cells if export_name == args.executor else executor(export_name)
+    if args.executor == "pool" and not args.export_executor:
+        # The export stage runs once, on the inventory's local engine; the artifacts then
+        # travel to the other hosts through the API.
+        exporter = cells.source or _no_export_engine(args.no_export)
     opts = RunOptions(
         run_id=run_id,
         results_root=args.results,
@@ -247,10 +288,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"run {run_id}: {len(matrix.cells)} cells, {matrix.threads} threads each, "
         f"executor {args.executor}; results in {opts.run_dir}"
     )
-    resume = (
-        f"python -m runner run --matrix {args.matrix} --executor {args.executor} "
-        f"--run-id {run_id} --resume"
-    )
+    where = f"--hosts {args.hosts}" if args.hosts else f"--executor {args.executor}"
+    resume = f"python -m runner run --matrix {args.matrix} {where} --run-id {run_id} --resume"
     try:
         with interruptible(), host_lock(run_id, wait=not args.no_wait, log=log):
             summary = MatrixRun(matrix, cells, exporter, opts, log).run()
@@ -278,6 +317,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return NO_GPU_EXIT_CODE
     return 0
+
+
+def _no_export_engine(no_export: bool) -> object:
+    if no_export:
+        return None
+    raise UsageError(
+        "the export stage runs on a local engine: give the inventory a unix:// host, or "
+        "export first (`python -m runner export`) and run with --no-export"
+    )
 
 
 def _resolve_executor(name: str) -> tuple[str, str | None]:

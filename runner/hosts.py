@@ -5,6 +5,7 @@
         address: unix:///var/run/docker.sock
         labels: {cpu: sapphire-rapids}
         cpusets: ["0-1"]                # the exclusive CPU sets a cell may have (default: all)
+        reconnect_s: 60                 # how long an engine may not answer before it is lost
       - name: gpu-box
         address: tcp://10.0.0.7:2376
         tls: {ca: certs/ca.pem, cert: certs/cert.pem, key: certs/key.pem}
@@ -36,7 +37,8 @@ from bench.errors import UsageError
 from runner.matrix import ProblemsError, _Checker, _with_lines
 
 SCHEMES = ("unix", "tcp", "ssh")
-HOST_KEYS = ("name", "address", "labels", "cpusets", "gpus", "tls")
+HOST_KEYS = ("name", "address", "labels", "cpusets", "gpus", "tls", "reconnect_s")
+DEFAULT_RECONNECT_S = 60.0
 TLS_KEYS = ("ca", "cert", "key")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _CPUSET = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
@@ -67,6 +69,9 @@ class Host:
     cpusets: tuple[tuple[int, ...], ...] = ()  # empty: the engine's CPUs, one cell at a time
     gpus: tuple[str, ...] = ()
     tls: Tls | None = None
+    # How long a running cell waits for an engine that stopped answering before the host
+    # counts as lost (its cell failed, its queued cells placed on the others).
+    reconnect_s: float = DEFAULT_RECONNECT_S
 
     @property
     def scheme(self) -> str:
@@ -196,6 +201,10 @@ def _check_host(entry: Any, i: int, base: Path, add: Callable[[tuple, str], None
     if scheme in ("unix", "ssh") and tls_doc is not None:
         add((*where, "tls"), f"applies to tcp:// engines, not {scheme}://")
         ok = False
+    reconnect = entry.get("reconnect_s", DEFAULT_RECONNECT_S)
+    if not isinstance(reconnect, (int, float)) or isinstance(reconnect, bool) or reconnect <= 0:
+        add((*where, "reconnect_s"), f"must be a positive number of seconds, not {reconnect!r}")
+        ok = False
     if not ok:
         return None
     return Host(
@@ -205,6 +214,7 @@ def _check_host(entry: Any, i: int, base: Path, add: Callable[[tuple, str], None
         cpusets=tuple(cpusets),
         gpus=tuple(map(str, gpus)),
         tls=tls,
+        reconnect_s=float(reconnect),
     )
 
 

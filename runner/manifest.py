@@ -37,6 +37,9 @@ class Manifest:
     executor_note: str | None = None  # e.g. why `auto` ran local, and what that means
     # The round plan and what happened: orders per round, rounds completed, why it stopped.
     rounds: dict = field(default_factory=dict)
+    # A run on a pool (--hosts): each host's engine and state, where each cell was placed
+    # ({cell id without host: host}), and the cells placed again when their host was lost.
+    pool: dict = field(default_factory=dict)
 
     def write(self, run_dir: Path) -> None:
         atomic_write_text(run_dir / "manifest.json", json.dumps(asdict(self), indent=2) + "\n")

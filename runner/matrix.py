@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from bench.backends import BACKENDS
-from bench.cell import DEVICES, PRECISIONS, Cell, default_threads
+from bench.cell import DEVICES, PRECISIONS, Cell, default_threads, local_threads_checked
 from bench.errors import UsageError
 from bench.export import EXPORTERS, ExportSpec
 from bench.frameworks import FRAMEWORKS
@@ -26,6 +26,7 @@ from bench.measure.timing import TimingConfig
 from bench.models import MODELS, is_onnx_model
 from runner.executors.base import parse_memory
 from runner.images import built_versions
+from runner.placement import HostsSpec
 from runner.rounds import RoundPlan, check_rounds
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
@@ -67,8 +68,10 @@ TOP_KEYS = (
     "framework_options",
     "versions",
     "exclude",
+    "hosts",
     *ROUND_KEYS,
 )
+HOSTS_KEYS = ("each", "names", "labels")
 
 
 class ProblemsError(UsageError):
@@ -102,6 +105,7 @@ class Matrix:
     source: dict[str, Any] = field(repr=False, default_factory=dict)
     round_plan: RoundPlan = field(default_factory=RoundPlan)
     equivalence_band: float = DEFAULT_EQUIVALENCE_BAND
+    hosts: HostsSpec = field(default_factory=HostsSpec)  # with an inventory (--hosts) only
 
     def export_spec(self, model: str) -> ExportSpec:
         return ExportSpec(model=model, **self.export_settings)
@@ -231,7 +235,7 @@ def _check_settings(doc: dict, check: _Checker) -> tuple[TimingConfig | None, di
     elif not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         check.add(("threads",), f"must be a positive integer or 'auto', not {threads!r}")
         threads = 1
-    elif threads > default_threads():
+    elif local_threads_checked() and threads > default_threads():
         check.add(
             ("threads",),
             f"{threads} > the {default_threads()} CPUs this runner may use (more threads than "
@@ -320,6 +324,35 @@ def _check_versions(doc: dict, check: _Checker, axes: dict[str, list]) -> dict[s
     return out
 
 
+def _check_hosts(doc: dict, check: _Checker) -> HostsSpec:
+    """`hosts: {each: bool, names: [host, ...], labels: {key: value}}`: which inventory hosts
+    may run the cells (runner/placement.py), and whether every cell runs on each of them."""
+    spec = doc.get("hosts")
+    if spec is None:
+        return HostsSpec()
+    if not isinstance(spec, dict):
+        check.add(("hosts",), "must be a mapping with each, names and/or labels")
+        return HostsSpec()
+    check.unknown_keys(("hosts",), spec, HOSTS_KEYS)
+    each = spec.get("each", False)
+    if not isinstance(each, bool):
+        check.add(("hosts", "each"), "must be true (every cell on every host) or false")
+        each = False
+    names = spec.get("names", []) or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        check.add(("hosts", "names"), "must be a list of the inventory's host names")
+        names = []
+    labels = spec.get("labels", {}) or {}
+    if not isinstance(labels, dict) or not all(isinstance(v, (str, int)) for v in labels.values()):
+        check.add(("hosts", "labels"), "must map label -> value, e.g. {cpu: sapphire-rapids}")
+        labels = {}
+    return HostsSpec(
+        each=each,
+        names=tuple(names),
+        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+    )
+
+
 def _cell_versions(model: str, framework: str, versions: dict[str, list[str]]) -> list[str | None]:
     """The versions a (model, framework) pair runs at: the model's pin, else the axis, else
     the default image's (None)."""
@@ -374,6 +407,7 @@ def parse_matrix(text: str, source: str = "<matrix>") -> Matrix:
     timing, export_settings, threads = _check_settings(doc, check)
     versions = _check_versions(doc, check, axes)
     plan, band = check_rounds(doc, check)
+    hosts = _check_hosts(doc, check)
     if check.problems:
         raise MatrixError(source, check.problems)
 
@@ -413,6 +447,7 @@ def parse_matrix(text: str, source: str = "<matrix>") -> Matrix:
         source=doc,
         round_plan=plan,
         equivalence_band=band,
+        hosts=hosts,
     )
 
 

@@ -13,22 +13,29 @@ import json
 import os
 import random
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.artifact import Artifact, find_artifact
 from bench.cell import Cell
 from bench.errors import ArtifactError, UsageError
 from bench.measure.fingerprint import fingerprint
 from bench.result import CellResult, ResultError, load_result, write_result
+from runner.dispatch import Dispatch
 from runner.executors.base import CellJob, Executor, ExportJob, Outcome
 from runner.images import export_framework
 from runner.manifest import Manifest, now
 from runner.matrix import Matrix
+from runner.placement import Slot, fits
 from runner.rounds import merge_cell_rounds, stop_reason
+
+if TYPE_CHECKING:
+    from runner.pool_run import PoolPlan
 
 LOG_TAIL_CHARS = 4000
 EXPORT_TIMEOUT_S = 3600.0
@@ -144,8 +151,16 @@ class MatrixRun:
         self.opts, self.log = opts, log
         self.cells_dir = opts.run_dir / "cells"
         self.logs_dir = opts.run_dir / "logs"
-        self.cpus = run_cpus(matrix.threads)
+        # A pool's cells take their CPUs from their slots on their hosts, not from this machine.
+        self.cpus = () if executor.name == "pool" else run_cpus(matrix.threads)
         self.plan = matrix.round_plan
+        self.cells = list(matrix.cells)  # on a pool: each with its host, once placed
+        self.pool: PoolPlan | None = None
+        self.unplaceable: dict[Cell, str] = {}
+        # Workers of a pool's slots share the bookkeeping below.
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._lost: set[str] = set()
 
     def _open_manifest(self) -> Manifest:
         existing = Manifest.read(self.opts.run_dir)
@@ -208,7 +223,12 @@ class MatrixRun:
         return old if same else None
 
     def _run_cell(
-        self, cell: Cell, artifact: Artifact | str, index: int = 1, position: int | None = None
+        self,
+        cell: Cell,
+        artifact: Artifact | str,
+        index: int = 1,
+        position: int | None = None,
+        slot: Slot | None = None,
     ) -> CellResult:
         path, log_path = self._round_paths(cell, index)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -240,7 +260,9 @@ class MatrixRun:
             log_path=log_path,
             timeout_s=self.matrix.cell_timeout_s,
             memory_limit=self.matrix.memory_limit,
-            cpus=self.cpus,
+            # A pool's slot: its CPU set's first `threads` CPUs, or its GPU (not CPU-pinned).
+            cpus=self.cpus if slot is None else slot.cpus[: cell.threads],
+            gpus=() if slot is None or slot.gpu is None else (slot.gpu,),
             env={**self.opts.env, **self.opts.cell_env.get(cell.id, {})},
             # Parity once per cell, in its first round: the answers do not change between runs.
             round={"index": index, "position": position, "parity": index == 1},
@@ -263,8 +285,8 @@ class MatrixRun:
         self, artifacts: dict[str, Artifact | str], summary: RunSummary
     ) -> dict[str, CellResult]:
         """Every round of the plan, each cell in a fresh process or container, in each round's
-        seeded order; the cell's merged result rewritten after each of its rounds."""
-        cells = self.matrix.cells
+        seeded order (on a pool: every slot taking the next cell of its host in that order);
+        the cell's merged result rewritten after each of its rounds."""
         # The order seed: the matrix's, else the one a resumed run drew, else a fresh one.
         seed = self.plan.seed
         if seed is None:
@@ -272,8 +294,8 @@ class MatrixRun:
         if seed is None:
             seed = random.SystemRandom().randrange(2**31)
         plan = self.plan = replace(self.plan, seed=seed)
-        rounds: dict[str, list[CellResult]] = {c.id: [] for c in cells}
-        merged: dict[str, CellResult] = {}
+        self._tally: dict[str, list[CellResult]] = {c.id: [] for c in self.cells}
+        self._merged: dict[str, CellResult] = {}
         record = self.manifest.rounds = {
             "requested": plan.rounds,
             "target_ci": plan.target_ci,
@@ -286,41 +308,163 @@ class MatrixRun:
         }
         started = time.monotonic()
         for index in range(1, plan.limit + 1):
-            order = plan.order(_active(cells, rounds, index), index)
+            order = plan.order(_active(self.cells, self._tally, index), index)
             record["orders"][str(index)] = [c.id for c, _ in order]
-            for i, (cell, position) in enumerate(order, 1):
-                tag = f"round {index}/{plan.limit} " if plan.multi else ""
-                path, _ = self._round_paths(cell, index)
-                result = self._reusable(cell, path, artifacts[cell.model])
-                note = " (kept from the earlier attempt)" if result else ""
-                if result:
-                    summary.reused += 1
-                else:
-                    self.log(f"[{tag}{i}/{len(order)}] {cell.id} ...")
-                    result = self._run_cell(cell, artifacts[cell.model], index, position)
-                    write_result(result, path)  # idempotent for a result the cell wrote itself
-                rounds[cell.id].append(result)
-                merged[cell.id] = merge_cell_rounds(rounds[cell.id])
-                if plan.multi:
-                    write_result(merged[cell.id], self.cells_dir / f"{cell.id}.json")
-                self.manifest.cells[cell.id] = {
-                    "status": merged[cell.id].status,
-                    "result": f"cells/{cell.id}.json",
-                    "log": f"logs/{cell.id}.log",
-                    "rounds": len(rounds[cell.id]),
-                }
-                self.manifest.write(self.opts.run_dir)
-                self.log(f"[{tag}{i}/{len(order)}] {cell.id}: {_progress_word(result)}{note}")
+            self._counter = [0, len(order)]
+            if self.pool is None:
+                for cell, position in order:
+                    self._one(cell, position, index, artifacts, summary, None)
+            else:
+                self._on_pool(order, index, artifacts, summary)
             record["completed"] = index
-            why = stop_reason(plan, index, list(merged.values()), time.monotonic() - started)
+            merged = list(self._merged.values())
+            why = stop_reason(plan, index, merged, time.monotonic() - started)
             if why:
                 record["stopped_by"] = why
                 break
         # Matrix order, whatever order the rounds ran in: reports list cells this way.
         listed = self.manifest.cells
-        self.manifest.cells = {c.id: listed[c.id] for c in cells if c.id in listed}
+        self.manifest.cells = {c.id: listed[c.id] for c in self.cells if c.id in listed}
         self.manifest.write(self.opts.run_dir)
-        return merged
+        return self._merged
+
+    def _one(
+        self,
+        cell: Cell,
+        position: int | None,
+        index: int,
+        artifacts: dict[str, Artifact | str],
+        summary: RunSummary,
+        slot: Slot | None,
+        result: CellResult | None = None,
+    ) -> CellResult:
+        """One round of one cell (or `result`, made for it by the runner), recorded."""
+        with self._lock:
+            self._counter[0] += 1
+            i, n = self._counter
+        tag = f"round {index}/{self.plan.limit} " if self.plan.multi else ""
+        path, _ = self._round_paths(cell, index)
+        note = ""
+        if result is None:
+            result = self._reusable(cell, path, artifacts[cell.model])
+            if result:
+                note = " (kept from the earlier attempt)"
+                summary.reused += 1
+            else:
+                where = f" on {slot.name}" if slot is not None else ""
+                self.log(f"[{tag}{i}/{n}] {cell.id}{where} ...")
+                result = self._run_cell(cell, artifacts[cell.model], index, position, slot)
+        if self._stopping.is_set():
+            return result  # interrupted: the cell was killed, not measured; resume runs it
+        with self._lock:
+            write_result(result, path)  # idempotent for a result the cell wrote itself
+            self._tally.setdefault(cell.id, []).append(result)
+            merged = self._merged[cell.id] = merge_cell_rounds(self._tally[cell.id])
+            if self.plan.multi:
+                write_result(merged, self.cells_dir / f"{cell.id}.json")
+            self.manifest.cells[cell.id] = {
+                "status": merged.status,
+                "result": f"cells/{cell.id}.json",
+                "log": f"logs/{cell.id}.log",
+                "rounds": len(self._tally[cell.id]),
+                **({"host": cell.host} if cell.host else {}),
+            }
+            self.manifest.write(self.opts.run_dir)
+        self.log(f"[{tag}{i}/{n}] {cell.id}: {_progress_word(result)}{note}")
+        return result
+
+    def _on_pool(
+        self,
+        order: list[tuple[Cell, int | None]],
+        index: int,
+        artifacts: dict[str, Artifact | str],
+        summary: RunSummary,
+    ) -> None:
+        """A round on the pool's slots in parallel; a lost host's queued cells go to the
+        others (placed again), or are recorded failed when none can take them."""
+        assert self.pool is not None
+        pool = self.pool
+
+        def work(item: tuple[Cell, int | None], slot: Slot) -> list[tuple[Cell, int | None]]:
+            cell, position = item
+            try:
+                result = self._one(cell, position, index, artifacts, summary, slot)
+            except Exception as exc:  # an engine's unforeseen answer: this cell fails, not all
+                why = f"the runner lost the cell: {type(exc).__name__}: {exc}"[:2000]
+                failed = _synthesized(cell, "failed", why, self.opts.run_id, None)
+                result = self._one(cell, position, index, artifacts, summary, None, failed)
+            host = cell.host or ""
+            if (
+                result.status == "failed"
+                and host not in self._lost
+                and not pool.executor.alive(host)
+            ):
+                with self._lock:
+                    self._lost.add(host)
+                    waiting = [c for c, _ in dispatch.take(lambda it: it[0].host == host)]
+                return self._host_lost(host, waiting, index, artifacts, summary)
+            return []
+
+        dispatch: Dispatch = Dispatch(
+            pool.executor.slots(),
+            fits=lambda item, slot: item[0].host == slot.host and fits(item[0], slot),
+            work=work,
+            stop=self._stopping,
+        )
+        try:
+            left = dispatch.run(list(order))
+        except BaseException:
+            self._stopping.set()
+            self.executor.cleanup(self.opts.run_id)  # every host's running cell, killed now
+            dispatch.join(60)
+            raise
+        for cell, position in left:  # their host was down before the round began
+            why = f"not run: host {cell.host} is down ({pool.executor.down.get(cell.host or '')})"
+            self._one(cell, position, index, artifacts, summary, None, self._not_run(cell, why))
+
+    def _host_lost(
+        self,
+        host: str,
+        waiting: list[Cell],
+        index: int,
+        artifacts: dict[str, Artifact | str],
+        summary: RunSummary,
+    ) -> list[tuple[Cell, int | None]]:
+        """Place a lost host's cells that have not run yet on the others; record the rest."""
+        assert self.pool is not None
+        fresh = [c for c in waiting if not self._tally.get(c.id)]
+        moved, stay = self.pool.requeue(host, fresh)
+        with self._lock:
+            for old, new in moved:  # the new cell takes the old one's place in the listing
+                self.cells[self.cells.index(old)] = new
+                self._tally.pop(old.id, None)
+                self._tally[new.id] = []
+            self.manifest.write(self.opts.run_dir)
+        why = f"not run: host {host} was lost ({self.pool.executor.down.get(host)})"
+        for cell in [*stay, *(c for c in waiting if c not in fresh)]:
+            self._one(cell, None, index, artifacts, summary, None, self._not_run(cell, why))
+        return [(new, None) for _, new in moved]
+
+    def _off_down_hosts(self, frameworks: set[tuple[str, str, str | None]]) -> None:
+        """Cells placed on a host that went down while images were prepared: placed again on
+        the others (whose images are then prepared too); those that cannot move fail later
+        with the host's reason."""
+        assert self.pool is not None
+        while True:
+            down = {c.host for c in self.cells} & set(self.pool.executor.down) - self._lost
+            if not down:
+                break
+            for host in sorted(down, key=str):
+                self._lost.add(host)
+                moved, _ = self.pool.requeue(host, [c for c in self.cells if c.host == host])
+                for old, new in moved:
+                    self.cells[self.cells.index(old)] = new
+            self.pool.executor.needs = _needs(self.cells)
+            self.manifest.images.update(self.pool.executor.prepare(frameworks, self.log))
+        self.pool.refresh()
+
+    def _not_run(self, cell: Cell, why: str) -> CellResult:
+        return _synthesized(cell, "failed", f"{why}; --resume runs it", self.opts.run_id, None)
 
     def run(self) -> RunSummary:
         self.cells_dir.mkdir(parents=True, exist_ok=True)
@@ -329,14 +473,19 @@ class MatrixRun:
         self.manifest.write(self.opts.run_dir)
         summary = RunSummary(self.opts.run_dir, [], no_gpu_reason=self.executor.gpu_reason)
         try:
+            if self.executor.name == "pool":  # the Docker SDK and placement, only when asked
+                from runner.pool_run import PoolPlan
+
+                self.pool = PoolPlan(self.executor, self.matrix.hosts, self.manifest.pool, self.log)
+                placement = self.pool.place(self.matrix.cells)
+                self.cells, self.unplaceable = placement.cells, placement.unplaceable
+                self.executor.needs = _needs(self.cells)
             # Said up front, and nothing is built or exported only for cells that cannot run.
-            runnable = [
-                c for c in self.matrix.cells if c.device != "cuda" or not summary.no_gpu_reason
-            ]
-            if len(runnable) < len(self.matrix.cells):
+            runnable = [c for c in self.cells if c.device != "cuda" or not summary.no_gpu_reason]
+            if len(runnable) < len(self.cells):
                 self.log(
                     f"no GPU runtime here: {summary.no_gpu_reason}; the "
-                    f"{len(self.matrix.cells) - len(runnable)} GPU cells will be recorded as "
+                    f"{len(self.cells) - len(runnable)} GPU cells will be recorded as "
                     "skipped"
                 )
             runnable = [c for c in runnable if not self.executor.unavailable(c)]
@@ -348,6 +497,8 @@ class MatrixRun:
                     )
                 )
             self.manifest.images.update(self.executor.prepare(frameworks, self.log))
+            if self.pool is not None:
+                self._off_down_hosts(frameworks)
             models = dict.fromkeys(c.model for c in runnable)
             artifacts: dict[str, Artifact | str] = {
                 m: self._export(m) if m in models else "not exported: none of its cells can run"
@@ -358,7 +509,12 @@ class MatrixRun:
                 for m, a in artifacts.items()
             }
             merged = self._rounds(artifacts, summary)
-            summary.results = [merged[c.id] for c in self.matrix.cells]
+            for cell, why in self.unplaceable.items():
+                merged[cell.id] = _synthesized(cell, "skipped", why, self.opts.run_id, None)
+                self._one(cell, None, 1, artifacts, summary, None, merged[cell.id])
+            summary.results = [merged[c.id] for c in [*self.cells, *self.unplaceable]]
+            if self.pool is not None:
+                self.pool.refresh()
             self.manifest.state = "complete"
         except KeyboardInterrupt:
             self.manifest.state = "interrupted"
@@ -370,6 +526,14 @@ class MatrixRun:
             finally:
                 self.executor.cleanup(self.opts.run_id)
         return summary
+
+
+def _needs(cells: list[Cell]) -> dict[str, set[tuple[str, str, str | None]]]:
+    """What each pool host must be able to run: {host: {(framework, device, version)}}."""
+    needs: dict[str, set[tuple[str, str, str | None]]] = {}
+    for c in cells:
+        needs.setdefault(c.host or "", set()).add((c.framework, c.device, c.version))
+    return needs
 
 
 def _active(cells: list[Cell], rounds: dict[str, list[CellResult]], index: int) -> list[Cell]:

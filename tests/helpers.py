@@ -199,3 +199,28 @@ def seed_running_first(matrix_text: str, framework: str) -> int:
     return next(
         s for s in range(1000) if RoundPlan(seed=s).order(cells, 1)[0][0].framework == framework
     )
+
+
+def docker_or_skip() -> tuple[object, str]:
+    """(a client of the local engine, the base image the Docker tests build on): the base from
+    $DEPLOYBENCH_BASE_IMAGE, else the offline one if this engine has it (`make base`), else the
+    registry's. No engine: skip, or fail where CI requires one (DEPLOYBENCH_REQUIRE_DOCKER=1)."""
+    import os
+
+    import pytest
+
+    from bench.errors import UsageError
+    from runner.executors.docker import connect
+    from runner.images import DEFAULT_BASE, OFFLINE_BASE
+
+    try:
+        client = connect()
+    except UsageError as exc:
+        if os.environ.get("DEPLOYBENCH_REQUIRE_DOCKER") == "1":
+            raise
+        pytest.skip(str(exc))
+    base = os.environ.get("DEPLOYBENCH_BASE_IMAGE")
+    if not base:
+        names = {t for image in client.images.list() for t in image.tags}
+        base = OFFLINE_BASE if OFFLINE_BASE in names else DEFAULT_BASE
+    return client, base

@@ -76,6 +76,7 @@ class CellJob:
     memory_limit: str
     cpus: tuple[int, ...]
     env: dict[str, str] = field(default_factory=dict)
+    gpus: tuple[str, ...] = ()  # a pool's GPU slot: the engine's GPU(s) it may use; (): all
     # Which round of the cell this is (bench.run.RoundInfo's fields: index, position, parity).
     round: dict[str, object] = field(default_factory=dict)
 

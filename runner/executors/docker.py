@@ -34,7 +34,7 @@ from bench.frameworks import FRAMEWORKS
 from bench.fsutil import atomic_write_text
 from bench.models import ONNX_PREFIX, is_onnx_model
 from runner import owner
-from runner.executors import hardening
+from runner.executors import hardening, transfer
 from runner.executors.base import (
     CellJob,
     Executor,
@@ -43,6 +43,7 @@ from runner.executors.base import (
     cell_document,
     export_arguments,
 )
+from runner.hosts import Host
 from runner.images import (
     BuildSettings,
     ImageSpec,
@@ -63,8 +64,13 @@ OUT_IN_CONTAINER = "/out"
 ARTIFACTS_REUSE_IN_CONTAINER = "/artifacts-existing"
 FAULT_ENV = "DEPLOYBENCH_FAULT"  # bench.faults: the runner's tests and benchmarks/faults.py
 ENGINE_WAIT_S = 120.0  # how long a cell waits for a restarting engine to answer again
-# The engine went away: the connection broke, or it answered that it is shutting down.
-ENGINE_GONE = (requests.exceptions.ConnectionError, docker.errors.APIError)
+# The engine went away: the connection broke (refused, reset, a chunked answer cut short: an
+# engine on another machine that died mid-answer), or it answered that it is shutting down.
+ENGINE_GONE = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    docker.errors.APIError,
+)
 
 
 def connect() -> docker.DockerClient:
@@ -106,12 +112,21 @@ class DockerExecutor(Executor):
         settings: BuildSettings | None = None,
         cache_dir: Path | None = None,
         rebuild: bool = False,
+        host: Host | None = None,
+        engine_wait_s: float = ENGINE_WAIT_S,
     ) -> None:
-        self.client = connect()
+        # host: a pool's engine (runner/hosts.py); None: the local one ($DOCKER_HOST or the
+        # socket). An engine on another machine (tcp://, ssh://) shares no file system with
+        # the runner: what a local cell gets as bind mounts goes through the API (transfer).
+        self.host = host
+        self.remote = host is not None and host.scheme != "unix"
+        self.client = connect() if host is None else host.client(timeout=60)
         self.settings = settings or BuildSettings()
-        self.cache_dir = cache_dir
+        self.cache_dir = None if self.remote else cache_dir
         self.rebuild = rebuild
+        self.engine_wait_s = engine_wait_s
         self.images: dict[str, dict] = {}
+        self._volumes: dict[Path, str] = {}  # remote: a folder's volume on that engine
         runtimes = self.client.info().get("Runtimes", {})
         self.gpu_reason = (
             None
@@ -180,7 +195,7 @@ class DockerExecutor(Executor):
                         container.kill()
                     return
                 outcome.engine_error = f"the Docker engine went away during the cell ({exc})"
-                if not self._engine_back(min(ENGINE_WAIT_S, max(remaining, 1.0))):
+                if not self._engine_back(min(self.engine_wait_s, max(remaining, 1.0))):
                     return
                 try:
                     container.reload()
@@ -211,7 +226,8 @@ class DockerExecutor(Executor):
     def _remove(self, container: object) -> None:
         """Never leave a container behind while the run lives, even across an engine restart."""
         with contextlib.suppress(*ENGINE_GONE):
-            self._retrying(lambda: container.remove(force=True))
+            # v: the container's anonymous volumes (a remote cell's /out) go with it.
+            self._retrying(lambda: container.remove(force=True, v=True), self.engine_wait_s)
 
     def _start_and_wait(
         self,
@@ -222,24 +238,34 @@ class DockerExecutor(Executor):
         timeout_s: float,
         labels: dict[str, str],
         env: dict[str, str],
+        before_start: Callable[[object], None] | None = None,
+        after_end: Callable[[object], None] | None = None,
         **limits: object,
     ) -> Outcome:
+        """Create the container, `before_start(container)` (a remote cell's document goes in),
+        start it, wait for its end, save its log, `after_end(container)` (a remote result
+        comes out), and remove it whatever happened."""
         outcome = Outcome(image=image, image_id=self.client.images.get(image).id)
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        container = None
         try:
-            container = self.client.containers.run(
+            container = self.client.containers.create(
                 image,
                 command,
-                detach=True,
                 volumes=volumes,
                 labels={**labels, **self._owner_labels()},
                 environment=env,
                 **hardening.container_settings(),
                 **limits,
             )
-        except ENGINE_GONE as exc:
+            if before_start is not None:
+                before_start(container)
+            container.start()
+        except (*ENGINE_GONE, RuntimeError) as exc:  # RuntimeError: a copy the engine refused
             outcome.start_error = str(getattr(exc, "explanation", None) or exc)
             log_path.write_text(f"container did not start: {outcome.start_error}\n")
+            if container is not None:
+                self._remove(container)
             return outcome
         try:
             self._wait(container, timeout_s, outcome)
@@ -247,6 +273,8 @@ class DockerExecutor(Executor):
                 hardening.save_logs(container, log_path)
                 container.reload()
                 outcome.oom = bool(container.attrs["State"].get("OOMKilled"))
+                if after_end is not None:
+                    after_end(container)
             except ENGINE_GONE as exc:  # it stopped the container as it went
                 outcome.engine_error = f"the Docker engine went away at the end of the cell ({exc})"
                 with log_path.open("a") as log:
@@ -302,6 +330,8 @@ class DockerExecutor(Executor):
         return outcome.exit_code if outcome.exit_code is not None else 125
 
     def run(self, job: CellJob) -> Outcome:
+        if self.remote:
+            return self._run_remote(job)
         spec = image_for(job.cell.framework, job.cell.device, job.cell.version)
         info = self.images[spec.key]
         job.result_path.parent.mkdir(parents=True, exist_ok=True)
@@ -317,18 +347,10 @@ class DockerExecutor(Executor):
             out: (OUT_IN_CONTAINER, "rw"),
             Path(f.name): ("/run/cell.json", "ro"),
         }
-        env = {
-            "HOME": "/tmp",
-            "DEPLOYBENCH_IMAGE": info["tag"],
-            "DEPLOYBENCH_IMAGE_DIGEST": info["id"],
-            # A deliberate fault set for the whole run reaches cells as it does local ones.
-            **{k: v for k, v in os.environ.items() if k == FAULT_ENV},
-            **job.env,
-        }
-        if FRAMEWORKS.get(job.cell.framework).base == "tvm" and REPO_TUNING.is_dir():
+        env = self._cell_env(job, info)
+        if self._tvm(job.cell):
             # The committed tuning databases, read-only (bench/backends/tvm_database.py).
             mounts[REPO_TUNING] = (TUNING_IN_CONTAINER, "ro")
-            env[TUNING_ENV] = TUNING_IN_CONTAINER
         staging = None
         if self.cache_dir:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -337,15 +359,6 @@ class DockerExecutor(Executor):
             mounts[staging] = (STAGING_IN_CONTAINER, "rw")
             env["DEPLOYBENCH_CACHE"] = CACHE_IN_CONTAINER
             env[cache.STAGING_ENV] = STAGING_IN_CONTAINER
-        limits: dict[str, object] = {
-            "mem_limit": job.memory_limit,
-            "memswap_limit": job.memory_limit,
-            "cpuset_cpus": ",".join(map(str, job.cpus)) or None,
-        }
-        if job.cell.device == "cuda":
-            limits["device_requests"] = [
-                docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
-            ]
         try:
             outcome = self._start_and_wait(
                 info["tag"],
@@ -355,7 +368,7 @@ class DockerExecutor(Executor):
                 job.timeout_s,
                 {RUN_LABEL: job.run_id, CELL_LABEL: job.cell.id},
                 env,
-                **limits,
+                **self._limits(job),
             )
             hardening.take_file(out / "result.json", job.result_path)
             if staging is not None:
@@ -366,6 +379,85 @@ class DockerExecutor(Executor):
             hardening.remove_folder(out)
             if staging is not None:
                 hardening.remove_folder(staging)
+
+    def _tvm(self, cell: Cell) -> bool:
+        return FRAMEWORKS.get(cell.framework).base == "tvm" and REPO_TUNING.is_dir()
+
+    def _cell_env(self, job: CellJob, info: dict) -> dict[str, str]:
+        env = {
+            "HOME": "/tmp",
+            "DEPLOYBENCH_IMAGE": info["tag"],
+            "DEPLOYBENCH_IMAGE_DIGEST": info["id"],
+            # A deliberate fault set for the whole run reaches cells as it does local ones.
+            **{k: v for k, v in os.environ.items() if k == FAULT_ENV},
+            **job.env,
+        }
+        if self._tvm(job.cell):
+            env[TUNING_ENV] = TUNING_IN_CONTAINER
+        return env
+
+    def _limits(self, job: CellJob) -> dict[str, object]:
+        limits: dict[str, object] = {
+            "mem_limit": job.memory_limit,
+            "memswap_limit": job.memory_limit,
+            "cpuset_cpus": ",".join(map(str, job.cpus)) or None,
+        }
+        if job.cell.device == "cuda":
+            # The pool's GPU slot (one GPU, exclusive), else every GPU of the engine.
+            limits["device_requests"] = [
+                docker.types.DeviceRequest(device_ids=list(job.gpus), capabilities=[["gpu"]])
+                if job.gpus
+                else docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
+            ]
+        return limits
+
+    def _run_remote(self, job: CellJob) -> Outcome:
+        """A cell on an engine of another machine: its artifact (and the TVM databases) in
+        volumes copied there once, its document put into its own /out volume before it
+        starts, its result read back from there after it ended (runner/executors/transfer)."""
+        spec = image_for(job.cell.framework, job.cell.device, job.cell.version)
+        info = self.images[spec.key]
+        artifact = f"/artifacts/{job.artifact_dir.name}"
+        labels = {RUN_LABEL: job.run_id, CELL_LABEL: job.cell.id}
+        volumes = {}
+        try:
+            volumes[self._volume(job.artifact_dir, info["tag"], labels)] = {
+                "bind": artifact,
+                "mode": "ro",
+            }
+            if self._tvm(job.cell):
+                volumes[self._volume(REPO_TUNING, info["tag"], labels)] = {
+                    "bind": TUNING_IN_CONTAINER,
+                    "mode": "ro",
+                }
+        except (*ENGINE_GONE, RuntimeError, ValueError) as exc:
+            job.log_path.parent.mkdir(parents=True, exist_ok=True)
+            job.log_path.write_text(f"the cell's files could not be copied to the engine: {exc}\n")
+            return Outcome(image=info["tag"], image_id=info["id"], start_error=str(exc)[:500])
+        document = cell_document(job, artifact, f"{OUT_IN_CONTAINER}/cell/result.json")
+        job.result_path.parent.mkdir(parents=True, exist_ok=True)
+        return self._start_and_wait(
+            info["tag"],
+            ["run", "--cell", f"{OUT_IN_CONTAINER}/cell/cell.json"],
+            volumes,
+            job.log_path,
+            job.timeout_s,
+            labels,
+            self._cell_env(job, info),
+            before_start=lambda c: transfer.put_cell_document(c, document),
+            after_end=lambda c: transfer.fetch_file(
+                c, f"{OUT_IN_CONTAINER}/cell/result.json", job.result_path
+            ),
+            mounts=[docker.types.Mount(OUT_IN_CONTAINER, None, type="volume")],
+            **self._limits(job),
+        )
+
+    def _volume(self, folder: Path, image: str, labels: dict[str, str]) -> str:
+        if folder not in self._volumes:
+            self._volumes[folder] = transfer.data_volume(
+                self.client, folder, image, {**labels, **self._owner_labels()}
+            )
+        return self._volumes[folder]
 
     def _promote(self, staging: Path, job: CellJob) -> None:
         """Move what the cell added to the cache into it (its own artifact's verified entries
@@ -391,7 +483,8 @@ class DockerExecutor(Executor):
         runner that is no longer alive, and no other (a live run's cells are never touched)."""
         label = f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL
         listed = self._retrying(
-            lambda: self.client.containers.list(all=True, filters={"label": label})
+            lambda: self.client.containers.list(all=True, filters={"label": label}),
+            self.engine_wait_s,
         )
         mine = owner.this_process()
         containers = [

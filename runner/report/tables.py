@@ -100,14 +100,15 @@ def _latency_ci(section: dict) -> str:
 
 
 def reference(result: CellResult, results: Iterable[CellResult]) -> CellResult | None:
-    """PyTorch eager fp32 of the same model, device and batch (no options), in the same run:
-    a speed-up is computed within its run."""
+    """PyTorch eager fp32 of the same model, device and batch (no options), in the same run
+    and on the same pool host: a speed-up is computed within one run on one machine."""
     c = result.cell
     for ref in results:
         rc = ref.cell
         if (
             ref.status == "ok"
             and ref.run_id == result.run_id
+            and rc.get("host") == c.get("host")
             and rc["framework"] == "torch"
             and rc["precision"] == "fp32"
             and not rc["options"]
@@ -137,10 +138,14 @@ def _speedup_text(up: estimates.Speedup | None, is_reference: bool) -> str:
 
 
 def groups(results: list[CellResult]) -> dict[tuple[str, str], list[CellResult]]:
-    """Results by (device, model), in matrix order."""
+    """Results by (device, model), in matrix order; on a pool, by host too (the model's name
+    then carries it: `resnet50 [host gpu-box]`), so that no table mixes machines."""
     out: dict[tuple[str, str], list[CellResult]] = {}
     for r in results:
-        out.setdefault((r.cell["device"], r.cell["model"]), []).append(r)
+        model = r.cell["model"]
+        if host := r.cell.get("host"):
+            model = f"{model} [host {host}]"
+        out.setdefault((r.cell["device"], model), []).append(r)
     return out
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import csv
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader
@@ -23,7 +22,9 @@ from bench.measure.rounds import DEFAULT_EQUIVALENCE_BAND
 from bench.models import OVERHEAD_PROBE
 from bench.result import CellResult
 from runner.report import boundary, estimates, plots, tables
+from runner.report.hosts import hosts_section, pool_hosts
 from runner.report.runs import Run
+from runner.report.section import Section
 
 CSV_FIELDS = (
     "run_id",
@@ -83,15 +84,6 @@ CSV_FIELDS = (
 )
 
 
-@dataclass
-class Section:
-    """A device x model table."""
-
-    title: str
-    headers: tuple[str, ...]
-    rows: list[tuple[str, ...]]
-
-
 def _all_results(runs: list[Run]) -> list[CellResult]:
     return [r for run in runs for r in run.results]
 
@@ -118,29 +110,6 @@ def sections(
         title = f"Per-call overhead ({OVERHEAD_PROBE}, batch 1)"
         out.append(Section(title, boundary.OVERHEAD_HEADERS, rows))
     return out
-
-
-def hosts_section(runs: list[Run]) -> Section | None:
-    """Median latency per host, one column per run, for results merged from several hosts."""
-    if len(runs) < 2:
-        return None
-    keys: dict[tuple, dict[str, str]] = {}
-    for run in runs:
-        for r in run.results:
-            c = r.cell
-            key = (c["model"], c["device"], tables.label(c), c["precision"], str(c["batch_size"]))
-            value = f"{r.timing['estimate']['value']:.3f}" if r.status == "ok" else r.status
-            keys.setdefault(key, {})[run.run_id] = value
-    headers = (
-        "model",
-        "device",
-        "framework",
-        "precision",
-        "batch",
-        *(f"{run.host} ({run.run_id}) median ms" for run in runs),
-    )
-    rows = [(*key, *(values.get(run.run_id, "-") for run in runs)) for key, values in keys.items()]
-    return Section("Across hosts", headers, rows)
 
 
 def environment(runs: list[Run]) -> list[dict[str, str]]:
@@ -245,6 +214,12 @@ def markdown(runs: list[Run]) -> str:
             f"  - frameworks: {env['frameworks']}",
             f"  - images: {env['images']}",
         ]
+    for h in pool_hosts(runs):
+        lines += [
+            f"- host `{h['host']}` of run `{h['run']}` ({h['address']}; "
+            f"{h['labels'] or 'no labels'}; {h['state']}): {h['cells']} cells; CPU {h['cpu']}; "
+            f"{h['engine']}; images {h['images']}",
+        ]
     scopes = sorted({t["scope"] for r in results for t in (r.timing, r.compute_timing) if t})
     band = estimates.band_of([run.manifest for run in runs])
     lines += [
@@ -291,7 +266,7 @@ def csv_text(runs: list[Run]) -> str:
             writer.writerow(
                 {
                     "run_id": run.run_id,
-                    "host": run.host,
+                    "host": c.get("host") or run.host,
                     "model": c["model"],
                     "framework": c["framework"],
                     "version": c.get("version") or "",
@@ -360,6 +335,7 @@ def html(runs: list[Run], plot_files: list[Path]) -> str:
     return env.get_template("report.html.j2").render(
         cpu_warning=cpu_warning(runs),
         environments=environment(runs),
+        pool_hosts=pool_hosts(runs),
         scopes=[(s, SCOPE_DESCRIPTIONS[s]) for s in scopes],
         rounds=_rounds_lines(runs),
         legend=tables.legend(estimates.band_of([run.manifest for run in runs])),

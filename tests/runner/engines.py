@@ -7,8 +7,10 @@ loopback and these namespaces' addresses are used. Needs root, `ip` (iproute2), 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -157,7 +159,32 @@ class Engine:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=30)
+        self.reap()
         self.stop_network()
+
+    def reap(self) -> None:
+        """What a killed engine leaves behind: its containers' processes (found through their
+        cgroups, cgroup v1 or v2), its containerd shims, and its mounts under its folder."""
+        data = self.root / "data" / "containers"
+        for cid in [p.name for p in data.iterdir()] if data.is_dir() else []:
+            for procs in (
+                Path(f"/sys/fs/cgroup/pids/docker/{cid}/cgroup.procs"),
+                Path(f"/sys/fs/cgroup/docker/{cid}/cgroup.procs"),
+            ):
+                if procs.is_file():
+                    for pid in procs.read_text().split():
+                        with contextlib.suppress(OSError):
+                            os.kill(int(pid), signal.SIGKILL)
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                cmdline = (proc / "cmdline").read_bytes()
+                if b"containerd-shim" in cmdline and str(self.root).encode() in cmdline:
+                    os.kill(int(proc.name), signal.SIGKILL)
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+        for mount in sorted((m for m in mounts if m.startswith(str(self.root))), key=len)[::-1]:
+            subprocess.run(["umount", "-l", mount], capture_output=True)
 
     def stop_network(self) -> None:
         subprocess.run(["ip", "link", "del", f"dbh{self.index}"], capture_output=True)

@@ -15,10 +15,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import assert_all_gpu_cells_skipped, assert_valid_result_file, run_gpu_matrix
+from helpers import (
+    assert_all_gpu_cells_skipped,
+    assert_valid_result_file,
+    docker_or_skip,
+    run_gpu_matrix,
+)
 
-from bench.errors import UsageError
-from runner.images import DEFAULT_BASE, IMAGES, OFFLINE_BASE, REPO, BuildSettings, ensure_images
+from runner.images import IMAGES, REPO, BuildSettings, ensure_images
 from runner.matrix import load_matrix
 from runner.orchestrate import MatrixRun, RunOptions
 
@@ -29,16 +33,7 @@ pytestmark = pytest.mark.docker
 def docker_executor():
     from runner.executors.docker import DockerExecutor
 
-    try:
-        probe = DockerExecutor()
-    except UsageError as exc:
-        if os.environ.get("DEPLOYBENCH_REQUIRE_DOCKER") == "1":
-            raise
-        pytest.skip(str(exc))
-    base = os.environ.get("DEPLOYBENCH_BASE_IMAGE")
-    if not base:
-        names = {t for image in probe.client.images.list() for t in image.tags}
-        base = OFFLINE_BASE if OFFLINE_BASE in names else DEFAULT_BASE
+    _, base = docker_or_skip()
     executor = DockerExecutor(settings=BuildSettings(base_image=base))
     ensure_images(
         executor.client, [IMAGES.get("ort-cpu"), IMAGES.get("ov-cpu")], executor.settings, log=print

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from engines import Engine, engines_available, load_image, make_certificates, start_sshd
+from helpers import docker_or_skip
 
 from bench.errors import UsageError
 from runner.hosts import InventoryError, parse_cpuset, parse_inventory
@@ -62,7 +63,8 @@ def test_every_problem_of_an_inventory_is_reported_at_once_with_its_line(tmp_pat
         "(not 'http://x')",
         "hosts[1].tls: a tcp:// engine needs TLS client certificates (tls: {ca, cert, key}); an "
         "engine socket without TLS gives root on its machine to anyone who reaches it",
-        "hosts[2].colour (line 9): unknown key; valid: name, address, labels, cpusets, gpus, tls",
+        "hosts[2].colour (line 9): unknown key; valid: name, address, labels, cpusets, gpus, tls, "
+        "reconnect_s",
         "hosts[2].cpusets[2] (line 8): CPU range '5-2' runs backwards",
         "hosts[2].cpusets (line 8): the CPU sets overlap: cells on them would share CPUs",
         f"hosts[3].tls.ca (line 12): no such file: {tmp_path / 'nope.pem'}",
@@ -95,14 +97,7 @@ def tls_engine(tmp_path_factory):
         if os.environ.get("DEPLOYBENCH_REQUIRE_DOCKER") == "1":
             pytest.fail(why)
         pytest.skip(why)
-    from runner.executors.docker import connect
-
-    try:
-        local = connect()
-    except UsageError as exc:
-        if os.environ.get("DEPLOYBENCH_REQUIRE_DOCKER") == "1":
-            raise
-        pytest.skip(str(exc))
+    local, _ = docker_or_skip()
     root = tmp_path_factory.mktemp("engine")
     engine = Engine(index=41, root=root)
     certs = make_certificates(root / "certs", [engine.ip])
@@ -225,3 +220,23 @@ def test_doctor_reaches_an_engine_over_ssh(tls_engine, tmp_path):
     finally:
         sshd.terminate()
         sshd.wait(timeout=30)
+
+
+def test_make_passes_the_inventory_to_the_runner():
+    """`make bench-cpu HOSTS=FILE` (and bench-gpu, doctor) run on the pool; without HOSTS, on
+    the executor asked for (make -n: the commands, not run)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def commands(*args: str) -> str:
+        proc = subprocess.run(["make", "-n", *args], cwd=root, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert "-m runner run --matrix quick --hosts pool.yaml " in commands(
+        "bench-cpu", "HOSTS=pool.yaml"
+    )
+    assert "-m runner run --matrix gpu --hosts pool.yaml " in commands(
+        "bench-gpu", "HOSTS=pool.yaml"
+    )
+    assert "-m runner run --matrix quick --executor auto " in commands("bench-cpu")
+    assert "-m runner doctor --hosts pool.yaml" in commands("doctor", "HOSTS=pool.yaml")
