@@ -56,7 +56,10 @@ def main() -> int:
             "--hosts", str(inventory), "--base-image", base, "--torch-index-url", "",
             "--results", str(args.results), "--run-id", args.run_id, *extra,
         ]  # fmt: skip
-        env = {**os.environ, "HOME": str(home)}  # the ssh client's key and known host
+        # HOME: the ssh client's key and known host; the host's caches (prefetched wheels) stay
+        # where they were.
+        caches = os.environ.get("DEPLOYBENCH_CACHE", str(Path.home() / ".cache" / "deploybench"))
+        env = {**os.environ, "HOME": str(home), "DEPLOYBENCH_CACHE": caches}
         code = subprocess.run(cmd, cwd=REPO, env=env).returncode
         run_dir = args.results / args.run_id
         if run_dir.is_dir():

@@ -134,6 +134,19 @@ class DockerExecutor(Executor):
             else ("this Docker engine has no NVIDIA runtime (install nvidia-container-toolkit)")
         )
 
+    def reconnect(self) -> bool:
+        """A fresh client for a pool's engine whose connection broke (an ssh channel the
+        engine closed after a long answer, say); False when the engine does not answer."""
+        if self.host is None:
+            return bool(self._retrying(self.client.ping, 5))
+        with contextlib.suppress(Exception):
+            self.client.close()
+        try:
+            self.client = self.host.client(timeout=60)
+            return bool(self.client.ping())
+        except Exception:  # the SDK raises many kinds for an engine that is not there
+            return False
+
     def prepare(
         self, frameworks: set[tuple[str, str, str | None]], log: Callable[[str], None]
     ) -> dict[str, dict]:

@@ -49,6 +49,7 @@ class PoolExecutor(Executor):
         # {host: {(framework, device, version)}}: the images each host needs for the cells
         # placed on it (set by the orchestrator; empty: every host gets every image).
         self.needs: dict[str, set[tuple[str, str, str | None]]] = {}
+        self._engines: dict[str, dict] = {}  # each engine's version, as describe() found it
         for host in hosts:
             try:
                 self.members[host.name] = DockerExecutor(
@@ -63,6 +64,8 @@ class PoolExecutor(Executor):
                 log(f"host {host.name} ({host.address}) left out: {self.down[host.name]}")
         if not self.members:
             raise UsageError("no host of the inventory answers; `runner doctor --hosts` says why")
+        # What placement needs of each engine, asked once: a lost host must not be asked again.
+        self.ncpu = {n: int(m.client.info().get("NCPU") or 1) for n, m in self.members.items()}
         self.source = next((m for m in self.members.values() if not m.remote), None)
         gpu = any(info.gpus for info in self.host_infos())
         self.gpu_reason = None if gpu else "no host of the pool has a GPU with the NVIDIA runtime"
@@ -73,8 +76,7 @@ class PoolExecutor(Executor):
         for name, member in self.members.items():
             if name in self.down:
                 continue
-            host = self.hosts[name]
-            ncpu = int(member.client.info().get("NCPU") or 1)
+            host, ncpu = self.hosts[name], self.ncpu[name]
             # The inventory's GPUs, else all of an engine with the NVIDIA runtime as one slot.
             gpus: tuple[str | None, ...] = () if member.gpu_reason else (host.gpus or (None,))
             infos.append(
@@ -103,26 +105,34 @@ class PoolExecutor(Executor):
             }
             if name in self.down:
                 entry["why"] = self.down[name]
-            if (member := self.members.get(name)) is not None:
+            member = self.members.get(name)
+            if member is not None and name not in self.down and name not in self._engines:
                 with contextlib.suppress(*ENGINE_GONE):
                     version = member.client.version()
-                    entry["engine"] = {
+                    self._engines[name] = {
                         "version": version.get("Version"),
                         "os": version.get("Os"),
                         "arch": version.get("Arch"),
                     }
+            if name in self._engines:  # asked while it was up, kept once it is lost
+                entry["engine"] = self._engines[name]
+            if member is not None:
                 entry["images"] = dict(member.images)
             out[name] = entry
         return out
 
     def alive(self, host: str) -> bool:
-        """Whether the host's engine answers (a lost one is recorded as down)."""
+        """Whether the host's engine answers, on a fresh connection if the one held broke (a
+        lost one is recorded as down)."""
         if host in self.down:
             return False
+        member = self.members[host]
         try:
-            self.members[host].client.ping()
+            member.client.ping()
             return True
-        except Exception as exc:  # any failure to answer means lost
+        except Exception as exc:  # any failure to answer: try once more on a new connection
+            if member.reconnect():
+                return True
             self.down[host] = f"lost during the run: {type(exc).__name__}: {exc}"[:400]
             return False
 
@@ -171,6 +181,8 @@ class PoolExecutor(Executor):
             log(f"{spec.key}: loading from {self.source.host.name} (save, load)")
             image = self.source.client.images.get(spec.tag())
             member.client.images.load(image.save(named=spec.tag()))  # streamed, not held
+            # An engine over ssh may close the channel after so long an upload: a new one.
+            member.reconnect()
 
     def unavailable(self, cell: Cell) -> str | None:
         return version_unavailable(cell.framework, cell.device, cell.version)
@@ -187,7 +199,7 @@ class PoolExecutor(Executor):
         host = job.cell.host
         if host is None or host not in self.members:
             return Outcome(start_error=f"the cell names no host of the pool ({host!r})")
-        if host in self.down:
+        if not self.alive(host):  # also renews a connection that broke while it was idle
             return Outcome(start_error=f"host {host} is down: {self.down[host]}")
         return self.members[host].run(job)
 

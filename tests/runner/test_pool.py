@@ -124,7 +124,14 @@ def _runner(pool, tmp_path, small_artifact, matrix, run_id, *extra, **popen):
         "--no-export", "--artifacts", str(small_artifact.path.parent),
         "--results", str(tmp_path / "results"), "--run-id", run_id, *extra,
     ]  # fmt: skip
-    env = {**os.environ, "HOME": str(pool["home"]), "PYTHONPATH": str(REPO)}
+    caches = os.environ.get("DEPLOYBENCH_CACHE", str(Path.home() / ".cache" / "deploybench"))
+    # HOME: the ssh client's key, known host and config; the host's caches stay where they are.
+    env = {
+        **os.environ,
+        "HOME": str(pool["home"]),
+        "PYTHONPATH": str(REPO),
+        "DEPLOYBENCH_CACHE": caches,
+    }
     return subprocess.Popen(
         cmd,
         cwd=REPO,
