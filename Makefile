@@ -92,6 +92,6 @@ format: install
 
 # Orphan containers of interrupted runs, build-stage images, artifacts and caches.
 clean:
-	-$(PYTHON) -m runner clean
+	-$(PYTHON) -m runner clean $(if $(HOSTS),--hosts $(HOSTS))
 	-docker image prune --force --filter label=ai.deploybench.stage=build
 	rm -rf artifacts cache .pytest_cache .ruff_cache

@@ -47,7 +47,10 @@ DEFAULT_CACHE = Path("cache")
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    # One write per line: a pool's slots log from several threads, and print() writes the
+    # message and its newline separately (lines would interleave).
+    sys.stderr.write(f"{message}\n")
+    sys.stderr.flush()
 
 
 def _add_matrix_args(p: argparse.ArgumentParser) -> None:
@@ -184,7 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="practical-equivalence band: a change smaller than this is no change "
         "(default: the runs' equivalence_band, else 0.02)",
     )
-    sub.add_parser("clean", help="remove containers left behind by interrupted runs")
+    clean = sub.add_parser("clean", help="remove containers left behind by interrupted runs")
+    clean.add_argument(
+        "--hosts",
+        metavar="FILE",
+        help="on every engine of this inventory that answers, not only the local one",
+    )
     doctor = sub.add_parser(
         "doctor", help="check the Docker engine, NVIDIA runtime and base images"
     )
@@ -495,6 +503,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
+    if args.hosts:
+        from runner.executors.pool import PoolExecutor
+        from runner.hosts import load_inventory
+
+        pool = PoolExecutor(load_inventory(args.hosts), log=log)
+        for name, member in pool.members.items():
+            log(f"{name}: removed {member.cleanup()} orphan containers")
+        return 0
     from runner.executors.docker import DockerExecutor
 
     removed = DockerExecutor().cleanup()

@@ -29,12 +29,19 @@ class PoolPlan:
 
     def place(self, cells: list[Cell]) -> Placement:
         """Every matrix cell on its host(s), keeping an earlier attempt's placement."""
-        previous = self.record.get("placement", {})
+        # One host per cell (an `each` attempt recorded lists: nothing to keep from it).
+        previous = {k: v for k, v in self.record.get("placement", {}).items() if isinstance(v, str)}
         placement = place(cells, self.executor.host_infos(), self.spec, previous, self.load)
-        self.record["placement"] = {
-            **({} if self.spec.each else previous),
-            **{unplaced(c).id: c.host for c in placement.cells},
-        }
+        if self.spec.each:  # every cell on every eligible host: {cell: [hosts]}
+            where: dict[str, list[str | None]] = {}
+            for c in placement.cells:
+                where.setdefault(unplaced(c).id, []).append(c.host)
+            self.record["placement"] = where
+        else:
+            self.record["placement"] = {
+                **previous,
+                **{unplaced(c).id: c.host for c in placement.cells},
+            }
         self.record["unplaceable"] = {c.id: why for c, why in placement.unplaceable.items()}
         self.record.setdefault("requeued", [])
         self.record["each"] = self.spec.each

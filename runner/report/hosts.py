@@ -4,15 +4,18 @@ merged into one report), and one line per pool host with what its cells saw ther
 from __future__ import annotations
 
 from bench.measure.cpu_id import describe as describe_cpu
+from bench.measure.rounds import DEFAULT_EQUIVALENCE_BAND, compare_ratio
 from bench.result import CellResult
-from runner.report import tables
+from runner.report import estimates, tables
 from runner.report.runs import Run
 from runner.report.section import Section
 
 
-def hosts_section(runs: list[Run]) -> Section | None:
+def hosts_section(runs: list[Run], band: float = DEFAULT_EQUIVALENCE_BAND) -> Section | None:
     """The same cell on each host: latency with its interval per host (a pool run's hosts, or
-    the hosts of runs merged into one report), and the slowest host over the fastest."""
+    the hosts of runs merged into one report), and each other host's time over the first's
+    with its interval and verdict (paired by round within a run: a pool's hosts run round r
+    at the same time; unpaired across runs)."""
     columns: list[str] = []
     keys: dict[tuple, dict[str, CellResult]] = {}
     for run in runs:
@@ -25,12 +28,12 @@ def hosts_section(runs: list[Run]) -> Section | None:
             keys.setdefault(key, {})[column] = r
     if len(columns) < 2:
         return None
+    first, others = columns[0], columns[1:]
     rows = []
     for key, by_host in keys.items():
         values = [_latency(by_host.get(column)) for column in columns]
-        ok = [r.timing["estimate"]["value"] for r in by_host.values() if r.status == "ok"]
-        spread = f"{max(ok) / min(ok):.2f}x" if len(ok) > 1 and min(ok) > 0 else "-"
-        rows.append((*key, *values, spread))
+        ratios = [_ratio(by_host.get(first), by_host.get(other), band) for other in others]
+        rows.append((*key, *values, *ratios))
     headers = (
         "model",
         "device",
@@ -38,9 +41,19 @@ def hosts_section(runs: list[Run]) -> Section | None:
         "precision",
         "batch",
         *(f"{column} ms [95% CI]" for column in columns),
-        "slowest/fastest",
+        *(f"{other} / {first} time [95% CI]" for other in others),
     )
     return Section("The same cell on each host", headers, rows)
+
+
+def _ratio(a: CellResult | None, b: CellResult | None, band: float) -> str:
+    """b's time over a's with its interval and verdict (slower, faster, tie)."""
+    if a is None or b is None or a.status != "ok" or b.status != "ok":
+        return "-"
+    ratio = estimates.time_ratio(a, b)
+    verdict = compare_ratio(ratio, band).word
+    star = "*" if ratio.rounds < 2 else ""
+    return f"{ratio.value:.2f}x [{ratio.low:.2f}, {ratio.high:.2f}]{star} {verdict}"
 
 
 def _latency(result: CellResult | None) -> str:

@@ -231,7 +231,7 @@ def markdown(runs: list[Run]) -> str:
         "inputs, with the tolerance tier of the cell's precision.",
         "",
     ]
-    for section in [*sections(results, band, len(runs)), hosts_section(runs)]:
+    for section in [*sections(results, band, len(runs)), hosts_section(runs, band)]:
         if section:
             lines += [
                 f"## {section.title}",
@@ -343,7 +343,7 @@ def html(runs: list[Run], plot_files: list[Path]) -> str:
             s
             for s in [
                 *sections(results, estimates.band_of([r.manifest for r in runs]), len(runs)),
-                hosts_section(runs),
+                hosts_section(runs, estimates.band_of([r.manifest for r in runs])),
             ]
             if s
         ],

@@ -219,6 +219,18 @@ def test_a_lost_host_fails_its_running_cell_requeues_the_rest_and_resume_finishe
     assert "placed again on" in out
 
     tcp.start(pool["certs"])  # the same data-root: the image is still there
+    # The killed cell's container is still on it (its runner is gone): `clean --hosts` finds it.
+    cleaned = subprocess.run(
+        [sys.executable, "-m", "runner", "clean", "--hosts", str(pool["inventory"])],
+        cwd=REPO,
+        env={**os.environ, "HOME": str(pool["home"])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "tcp42: removed 1 orphan containers" in cleaned.stderr, cleaned.stderr
+    assert not _containers(pool, "lost", names=("tcp42",))["tcp42"]
     again = _runner(pool, tmp_path, small_artifact, matrix, "lost", "--resume")
     out2, _ = again.communicate(timeout=900)
     assert again.returncode == 0, out2
