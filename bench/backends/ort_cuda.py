@@ -27,6 +27,7 @@ import onnxruntime as ort
 
 from bench import cache
 from bench.cell import Cell
+from bench.errors import Unsupported
 
 EPS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 # The TensorRT libraries onnxruntime-gpu 1.31.1's TensorRT EP is linked against (readelf).
@@ -52,9 +53,10 @@ def preload_cuda_libraries() -> None:
 
 
 def require_gpu_build(ep: str) -> None:
-    """A CPU-only onnxruntime cannot run a cuda cell: say which package can."""
+    """A CPU-only onnxruntime cannot run a cuda cell: `unsupported` (as a missing TensorRT
+    is), saying which package can — not a failed cell."""
     if EPS[ep] not in ort.get_available_providers():
-        raise RuntimeError(
+        raise Unsupported(
             f"this onnxruntime ({ort.__version__}) has no {EPS[ep]} (it has "
             f"{', '.join(ort.get_available_providers())}); cuda cells need onnxruntime-gpu, "
             "as in the ort-gpu image"

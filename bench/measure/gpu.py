@@ -132,21 +132,31 @@ class _Nvml:
     def sample(self) -> GpuSample:
         n, h = self.nvml, self.handle
 
-        def read(fn: Any, *args: Any) -> Any:
+        def read(name: str, *args: Any) -> Any:
+            # A function an older nvidia-ml-py lacks (AttributeError) reads as unknown, as one
+            # the driver refuses (NVMLError) does.
+            fn = getattr(n, name, None)
+            if fn is None:
+                return None
             try:
                 return fn(h, *args)
-            except n.NVMLError:
+            except (getattr(n, "NVMLError", AttributeError), AttributeError, TypeError):
                 return None
 
-        power_mw = read(n.nvmlDeviceGetPowerUsage)
-        memory = read(n.nvmlDeviceGetMemoryInfo)
-        reasons = read(n.nvmlDeviceGetCurrentClocksEventReasons)
+        def constant(name: str) -> Any:
+            return getattr(n, name, None)
+
+        power_mw = read("nvmlDeviceGetPowerUsage")
+        memory = read("nvmlDeviceGetMemoryInfo")
+        reasons = read("nvmlDeviceGetCurrentClocksEventReasons")
+        if reasons is None:  # the name before nvidia-ml-py 12.535
+            reasons = read("nvmlDeviceGetCurrentClocksThrottleReasons")
         return GpuSample(
-            sm_clock_mhz=read(n.nvmlDeviceGetClockInfo, n.NVML_CLOCK_SM),
-            memory_clock_mhz=read(n.nvmlDeviceGetClockInfo, n.NVML_CLOCK_MEM),
-            temperature_c=read(n.nvmlDeviceGetTemperature, n.NVML_TEMPERATURE_GPU),
+            sm_clock_mhz=read("nvmlDeviceGetClockInfo", constant("NVML_CLOCK_SM")),
+            memory_clock_mhz=read("nvmlDeviceGetClockInfo", constant("NVML_CLOCK_MEM")),
+            temperature_c=read("nvmlDeviceGetTemperature", constant("NVML_TEMPERATURE_GPU")),
             power_w=None if power_mw is None else power_mw / 1000,
-            memory_used_mib=None if memory is None else memory.used / 2**20,
+            memory_used_mib=None if memory is None else getattr(memory, "used", 0) / 2**20,
             throttle_reasons=decode_throttle_reasons(reasons or 0),
         )
 
@@ -204,21 +214,34 @@ class GpuMonitor:
             nvml_error = f"NVML: {exc}"
             try:
                 self.reader = _Smi(self.index) if shutil.which("nvidia-smi") else None
-            except (OSError, subprocess.SubprocessError, ValueError) as smi_exc:
+            except Exception as smi_exc:  # a tool that fails any way: the cell goes on
                 self.reader, self.error = None, f"{nvml_error}; nvidia-smi: {smi_exc}"
             if self.reader is None and self.error is None:
                 self.error = f"{nvml_error}; nvidia-smi not found"
         if self.reader is None:
             return
-        self.before = self.reader.sample()
-        self.peak_used_mib = self.before.memory_used_mib
-        if isinstance(self.reader, _Nvml):
-            self._thread = threading.Thread(target=self._poll, daemon=True)
-            self._thread.start()
+        # From here on nothing the monitor meets may end the cell: a reading that fails is
+        # recorded in the section's `error`, and the cell goes on without it.
+        try:
+            self.before = self.reader.sample()
+            self.peak_used_mib = self.before.memory_used_mib
+            if isinstance(self.reader, _Nvml):
+                self._thread = threading.Thread(target=self._poll, daemon=True)
+                self._thread.start()
+        except Exception as exc:
+            self._failed("at the start", exc)
+
+    def _failed(self, when: str, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = f"the GPU monitor failed {when}: {type(exc).__name__}: {exc}"[:500]
 
     def _poll(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self._note(self.reader.sample())
+            try:
+                self._note(self.reader.sample())
+            except Exception as exc:
+                self._failed("while sampling (peak memory stops there)", exc)
+                return
 
     def _note(self, sample: GpuSample) -> None:
         used = sample.memory_used_mib
@@ -227,13 +250,19 @@ class GpuMonitor:
 
     def mark_measure_start(self) -> None:
         if self.reader:
-            self.start_sample = self.reader.sample()
-            self._note(self.start_sample)
+            try:
+                self.start_sample = self.reader.sample()
+                self._note(self.start_sample)
+            except Exception as exc:
+                self._failed("at the start of the measurement", exc)
 
     def mark_measure_end(self) -> None:
         if self.reader:
-            self.end_sample = self.reader.sample()
-            self._note(self.end_sample)
+            try:
+                self.end_sample = self.reader.sample()
+                self._note(self.end_sample)
+            except Exception as exc:
+                self._failed("at the end of the measurement", exc)
 
     def finish(self) -> dict[str, Any]:
         """The `gpu` section: how it was read, the two samples, the verdict, peak memory."""
@@ -242,7 +271,10 @@ class GpuMonitor:
             self._thread.join(timeout=1)
         if self.reader is None:
             return {"source": None, "error": self.error}
-        self.reader.close()
+        try:
+            self.reader.close()
+        except Exception as exc:
+            self._failed("at its shutdown", exc)
         drop = (
             clock_drop(self.start_sample, self.end_sample)
             if self.start_sample and self.end_sample
@@ -261,6 +293,7 @@ class GpuMonitor:
             "clocks_dropped": drop is not None,
             "clock_note": drop,
             "peak_memory_mib": peak,
+            "error": self.error,
             "memory_method": MEMORY_METHOD
             if self._thread
             else MEMORY_METHOD.replace(

@@ -92,3 +92,63 @@ def test_monitor_on_a_host_without_a_gpu_says_why():
         pytest.skip("this host has a GPU")
     assert section["source"] is None
     assert section["error"].startswith("NVML: ")
+
+
+def _fake_nvml(monkeypatch, **functions):
+    """A stand-in for nvidia-ml-py (no GPU here): an older or broken binding, to test that the
+    monitor's failures never end a cell. Only what `functions` names exists in it."""
+    import sys
+    import types
+
+    fake = types.ModuleType("pynvml")
+    fake.nvmlInit = lambda: None
+    fake.nvmlShutdown = lambda: None
+    fake.nvmlDeviceGetHandleByIndex = lambda index: f"gpu{index}"
+    for name, fn in functions.items():
+        setattr(fake, name, fn)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+
+
+def _section_is_valid(section):
+    result = json.loads(next(FIXTURES.glob("ok-*.json")).read_text())
+    result["gpu"] = section
+    validate(result)
+
+
+def test_an_older_nvml_binding_reads_what_it_lacks_as_unknown(monkeypatch):
+    """No NVMLError, no clock or power functions (an old nvidia-ml-py: AttributeError on
+    access): the monitor reads them as unknown and keeps the memory it can read."""
+    from types import SimpleNamespace
+
+    _fake_nvml(monkeypatch, nvmlDeviceGetMemoryInfo=lambda h: SimpleNamespace(used=2**30))
+    monitor = GpuMonitor(interval_s=0.001)
+    monitor.start()
+    monitor.mark_measure_start()
+    monitor.mark_measure_end()
+    section = monitor.finish()
+    assert section["source"] == "nvml" and section["error"] is None
+    assert section["measure_start"]["memory_used_mib"] == 1024.0
+    assert section["measure_start"]["sm_clock_mhz"] is None
+    assert section["clocks_dropped"] is False and section["peak_memory_mib"] == 0.0
+    _section_is_valid(section)
+
+
+def test_a_monitor_that_fails_records_why_and_the_cell_goes_on(monkeypatch):
+    """A reading that raises what no binding should (here a RuntimeError at the first sample):
+    start() and the marks do not raise; the section says what failed, once, and where."""
+
+    def broken(handle, *args):
+        raise RuntimeError("driver went away")
+
+    _fake_nvml(monkeypatch, nvmlDeviceGetClockInfo=broken)
+    monitor = GpuMonitor(interval_s=0.001)
+    monitor.start()  # must not raise
+    monitor.mark_measure_start()
+    monitor.mark_measure_end()
+    section = monitor.finish()
+    assert section["source"] == "nvml"
+    assert section["error"] == (
+        "the GPU monitor failed at the start: RuntimeError: driver went away"
+    )
+    assert section["measure_start"] is None and section["measure_end"] is None
+    _section_is_valid(section)
