@@ -192,8 +192,14 @@ for _framework in (
             Option(
                 "compile",
                 "choice",
-                "torch.compile (Inductor) with this mode; compiled in the cold call",
-                choices=("default", "reduce-overhead", "max-autotune"),
+                "torch.compile (Inductor) with this mode; compiled in the cold call "
+                "(max-autotune also captures CUDA graphs; max-autotune-no-cudagraphs does not)",
+                choices=(
+                    "default",
+                    "reduce-overhead",
+                    "max-autotune",
+                    "max-autotune-no-cudagraphs",
+                ),
             ),
             Option(
                 "cuda_graphs",

@@ -11,8 +11,10 @@
 - Options, each a variant of its own in the matrix:
   - ``channels_last=1``: NHWC memory format (oneDNN blocked kernels on CPU, tensor-core
     friendly layouts on GPU);
-  - ``compile=default|reduce-overhead|max-autotune``: `torch.compile` with that mode; the
-    compilation happens in the cold call (`cold_ms`), not in the timed ones;
+  - ``compile=default|reduce-overhead|max-autotune|max-autotune-no-cudagraphs``:
+    `torch.compile` with that mode; the compilation happens in the cold call (`cold_ms`), not
+    in the timed ones. On CUDA `max-autotune` also captures CUDA graphs (as reduce-overhead
+    does); `max-autotune-no-cudagraphs` autotunes the kernels alone;
   - ``cuda_graphs=1`` (CUDA): the model captured once in a CUDA graph on static input and
     output buffers and replayed, which removes the per-kernel launch cost.
 """

@@ -67,7 +67,8 @@ def notes(result: CellResult) -> str:
         out.append(f"{busy} of {result.cell['threads']} threads busy")
     if runtime.get("performance_hint"):
         out.append(f"hint {runtime['performance_hint']}")
-    if runtime.get("tf32"):
+    if runtime.get("tf32") and result.cell["precision"] == "fp32":
+        # Only an fp32 cell is lowered by TF32 (an fp16 engine that allows TF32 layers is not).
         out.append("TF32")
     gpu = result.gpu or {}
     if gpu.get("clocks_dropped"):

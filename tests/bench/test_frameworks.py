@@ -83,3 +83,12 @@ def test_the_readme_shows_the_table_as_the_code_has_it():
     text = README.read_text()
     assert frameworks_table() in text, "README: paste `python -m bench frameworks` output"
     assert options_table() in text, "README: paste `python -m bench frameworks` output"
+
+
+def test_torch_compile_can_autotune_without_cuda_graphs():
+    """max-autotune captures CUDA graphs in torch 2.14; its -no-cudagraphs sibling is a mode of
+    its own, accepted by the option check."""
+    from bench.cell import Cell
+
+    cell = Cell("mobilenet_v3_small", "torch", options=(("compile", "max-autotune-no-cudagraphs"),))
+    assert cell.option("compile") == "max-autotune-no-cudagraphs"

@@ -101,3 +101,13 @@ def test_tail_percentiles_need_enough_iterations():
     r = result_with_rounds("torch", "fp32", [10.0, 10.2, 9.9], "pass")  # 15 iterations
     row = dict(zip(tables.MAIN_HEADERS, tables.main_row(r, [r]), strict=True))
     assert row["p90 ms"] == "-" and row["p99 ms"] == "-" and row["rounds"] == "3"
+
+
+def test_tf32_is_noted_on_fp32_cells_only():
+    """An fp32 cell that ran TF32 math says so; an fp16 cell whose engine also allows TF32
+    layers (TensorRT) is not fp32 lowered, and says nothing of it."""
+    r = _gpu_result(None, None, None)
+    r.runtime = {**r.runtime, "tf32": True}
+    assert "TF32" in tables.notes(r)
+    r.cell = {**r.cell, "precision": "fp16"}
+    assert "TF32" not in tables.notes(r)
