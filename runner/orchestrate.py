@@ -161,6 +161,7 @@ class MatrixRun:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._lost: set[str] = set()
+        self._tally: dict[str, list[CellResult]] = {}  # each cell's rounds so far (_rounds)
 
     def _open_manifest(self) -> Manifest:
         existing = Manifest.read(self.opts.run_dir)
@@ -435,10 +436,7 @@ class MatrixRun:
         fresh = [c for c in waiting if not self._tally.get(c.id)]
         moved, stay = self.pool.requeue(host, fresh)
         with self._lock:
-            for old, new in moved:  # the new cell takes the old one's place in the listing
-                self.cells[self.cells.index(old)] = new
-                self._tally.pop(old.id, None)
-                self._tally[new.id] = []
+            self._replace_cells(moved)
             self.manifest.write(self.opts.run_dir)
         why = f"not run: host {host} was lost ({self.pool.executor.down.get(host)})"
         for cell in [*stay, *(c for c in waiting if c not in fresh)]:
@@ -457,11 +455,18 @@ class MatrixRun:
             for host in sorted(down, key=str):
                 self._lost.add(host)
                 moved, _ = self.pool.requeue(host, [c for c in self.cells if c.host == host])
-                for old, new in moved:
-                    self.cells[self.cells.index(old)] = new
+                self._replace_cells(moved)
             self.pool.executor.needs = _needs(self.cells)
             self.manifest.images.update(self.pool.executor.prepare(frameworks, self.log))
         self.pool.refresh()
+
+    def _replace_cells(self, moved: list[tuple[Cell, Cell]]) -> None:
+        """Cells placed again: each new one takes the old one's place in the listing and its
+        (empty) tally of rounds."""
+        for old, new in moved:
+            self.cells[self.cells.index(old)] = new
+            self._tally.pop(old.id, None)
+            self._tally[new.id] = []
 
     def _not_run(self, cell: Cell, why: str) -> CellResult:
         return _synthesized(cell, "failed", f"{why}; --resume runs it", self.opts.run_id, None)

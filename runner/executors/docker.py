@@ -137,8 +137,7 @@ class DockerExecutor(Executor):
     def reconnect(self) -> bool:
         """A fresh client for a pool's engine whose connection broke (an ssh channel the
         engine closed after a long answer, say); False when the engine does not answer."""
-        if self.host is None:
-            return bool(self._retrying(self.client.ping, 5))
+        assert self.host is not None, "only a pool's engines are reconnected"
         with contextlib.suppress(Exception):
             self.client.close()
         try:
