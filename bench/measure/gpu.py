@@ -2,10 +2,16 @@
 
 A GPU that heats up or hits its power cap lowers its clocks in the middle of a measurement,
 and the numbers then describe the cooling, not the runtime: the cell records the SM clock and
-NVML's throttle reasons at both ends of its measurement and is flagged when the clock fell or
-a slowdown reason appeared. Peak memory is the device's used memory, sampled through the
-cell, minus what was used before it started: the same method for every framework, in every
-container (NVML's per-process view sees host PIDs, which a container does not know).
+NVML's throttle reasons at both ends of each timed loop (after its warm-up, not before) and is
+flagged when the clock fell or a slowdown reason appeared. Peak memory is the device's used
+memory, sampled through the cell, minus what was used before it started: the same method for
+every framework, in every container (NVML's per-process view sees host PIDs, which a container
+does not know).
+
+The sampling thread makes five NVML calls every 10 ms and holds the GIL while it does: it is
+paused for the whole of each timed loop, so that it never competes with the calls being
+timed. It samples load, cold call, parity and warm-up, where memory grows; within a timed loop
+memory is read at the loop's two ends (a steady loop allocates nothing new).
 
 NVML comes from `nvidia-ml-py` (`import pynvml`) when installed, else `nvidia-smi`, which the
 NVIDIA container runtime mounts into every GPU container. Without either the section says so.
@@ -42,7 +48,14 @@ SLOWDOWNS = frozenset(
     }
 )
 CLOCK_DROP_TOLERANCE = 0.05  # an SM clock 5% lower at the end than at the start is a drop
-MEMORY_METHOD = "device memory used (NVML), peak sampled every 10 ms, minus the use before the cell"
+MEMORY_METHOD = (
+    "device memory used (NVML), peak sampled every 10 ms outside the timed loops and at each "
+    "loop's ends, minus the use before the cell"
+)
+SMI_MEMORY_METHOD = (
+    "device memory used (nvidia-smi), read before the cell and at each timed loop's ends, minus "
+    "the use before the cell"
+)
 
 
 @dataclass(frozen=True)
@@ -154,11 +167,19 @@ class _Nvml:
         return GpuSample(
             sm_clock_mhz=read("nvmlDeviceGetClockInfo", constant("NVML_CLOCK_SM")),
             memory_clock_mhz=read("nvmlDeviceGetClockInfo", constant("NVML_CLOCK_MEM")),
-            temperature_c=read("nvmlDeviceGetTemperature", constant("NVML_TEMPERATURE_GPU")),
+            temperature_c=self._temperature(read, constant("NVML_TEMPERATURE_GPU")),
             power_w=None if power_mw is None else power_mw / 1000,
             memory_used_mib=None if memory is None else getattr(memory, "used", 0) / 2**20,
             throttle_reasons=decode_throttle_reasons(reasons or 0),
         )
+
+    @staticmethod
+    def _temperature(read: Any, sensor: Any) -> int | None:
+        # nvmlDeviceGetTemperature is deprecated since CUDA 13 (NVML 13): its successor first.
+        value = read("nvmlDeviceGetTemperatureV", sensor if sensor is not None else 0)
+        if value is None:
+            value = read("nvmlDeviceGetTemperature", sensor)
+        return value if isinstance(value, int) else getattr(value, "temperature", None)
 
     def close(self) -> None:
         self.nvml.nvmlShutdown()
@@ -193,8 +214,9 @@ class _Smi:
 
 
 class GpuMonitor:
-    """Watches one GPU through a cell: `start()` before load, `mark_measure_start()` and
-    `mark_measure_end()` around the measurement, `finish()` for the result's `gpu` section."""
+    """Watches one GPU through a cell: `start()` before load, `loop_started(scope)` and
+    `loop_ended(scope)` around each timed loop (after its warm-up), `finish()` for the
+    result's `gpu` section."""
 
     def __init__(self, index: int = 0, interval_s: float = 0.01) -> None:
         self.index, self.interval_s = index, interval_s
@@ -204,7 +226,9 @@ class GpuMonitor:
         self.start_sample: GpuSample | None = None
         self.end_sample: GpuSample | None = None
         self.peak_used_mib: float | None = None
+        self.loops: dict[str, dict[str, GpuSample | None]] = {}
         self._stop = threading.Event()
+        self._polling = threading.Event()  # cleared: the thread waits, without waking
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -226,6 +250,7 @@ class GpuMonitor:
             self.before = self.reader.sample()
             self.peak_used_mib = self.before.memory_used_mib
             if isinstance(self.reader, _Nvml):
+                self._polling.set()
                 self._thread = threading.Thread(target=self._poll, daemon=True)
                 self._thread.start()
         except Exception as exc:
@@ -236,7 +261,9 @@ class GpuMonitor:
             self.error = f"the GPU monitor failed {when}: {type(exc).__name__}: {exc}"[:500]
 
     def _poll(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while self._polling.wait() and not self._stop.wait(self.interval_s):
+            if not self._polling.is_set():  # a timed loop began while this one waited
+                continue
             try:
                 self._note(self.reader.sample())
             except Exception as exc:
@@ -248,25 +275,37 @@ class GpuMonitor:
         if used is not None and (self.peak_used_mib is None or used > self.peak_used_mib):
             self.peak_used_mib = used
 
-    def mark_measure_start(self) -> None:
-        if self.reader:
-            try:
-                self.start_sample = self.reader.sample()
-                self._note(self.start_sample)
-            except Exception as exc:
-                self._failed("at the start of the measurement", exc)
+    def _read(self, when: str) -> GpuSample | None:
+        if not self.reader:
+            return None
+        try:
+            sample = self.reader.sample()
+        except Exception as exc:
+            self._failed(when, exc)
+            return None
+        self._note(sample)
+        return sample
 
-    def mark_measure_end(self) -> None:
-        if self.reader:
-            try:
-                self.end_sample = self.reader.sample()
-                self._note(self.end_sample)
-            except Exception as exc:
-                self._failed("at the end of the measurement", exc)
+    def loop_started(self, scope: str) -> None:
+        """A timed loop's measurement begins: the poller stops, the clocks are read."""
+        self._polling.clear()
+        sample = self._read(f"at the start of the {scope} measurement")
+        self.loops[scope] = {"start": sample, "end": None}
+        if self.start_sample is None:
+            self.start_sample = sample
+
+    def loop_ended(self, scope: str) -> None:
+        """A timed loop's measurement ended: the clocks are read, the poller goes on."""
+        sample = self._read(f"at the end of the {scope} measurement")
+        self.loops.setdefault(scope, {"start": None})["end"] = sample
+        self.end_sample = sample
+        if not self._stop.is_set():
+            self._polling.set()
 
     def finish(self) -> dict[str, Any]:
         """The `gpu` section: how it was read, the two samples, the verdict, peak memory."""
         self._stop.set()
+        self._polling.set()  # a paused thread wakes to see the stop
         if self._thread:
             self._thread.join(timeout=1)
         if self.reader is None:
@@ -280,6 +319,9 @@ class GpuMonitor:
             if self.start_sample and self.end_sample
             else None
         )
+        loops = {scope: _loop_section(ends) for scope, ends in self.loops.items()}
+        loop_notes = [v["clock_note"] for v in loops.values() if v["clock_note"]]
+        note = drop or (loop_notes[0] if loop_notes else None)
         peak = None
         used_before = self.before.memory_used_mib if self.before else None
         if self.peak_used_mib is not None and used_before is not None:
@@ -290,13 +332,24 @@ class GpuMonitor:
             "before_cell": self.before.to_dict() if self.before else None,
             "measure_start": self.start_sample.to_dict() if self.start_sample else None,
             "measure_end": self.end_sample.to_dict() if self.end_sample else None,
-            "clocks_dropped": drop is not None,
-            "clock_note": drop,
+            # The first loop's start against the last loop's end, and each loop by itself.
+            "clocks_dropped": note is not None,
+            "clock_note": note,
+            "loops": loops,
+            "poller": "paused during the timed loops" if self._thread else None,
             "peak_memory_mib": peak,
             "error": self.error,
-            "memory_method": MEMORY_METHOD
-            if self._thread
-            else MEMORY_METHOD.replace(
-                "sampled every 10 ms", "read at load and measurement ends (nvidia-smi)"
-            ),
+            "memory_method": MEMORY_METHOD if self._thread else SMI_MEMORY_METHOD,
         }
+
+
+def _loop_section(ends: dict[str, GpuSample | None]) -> dict[str, Any]:
+    """One timed loop's two readings and its own clock verdict."""
+    start, end = ends.get("start"), ends.get("end")
+    note = clock_drop(start, end) if start and end else None
+    return {
+        "start": start.to_dict() if start else None,
+        "end": end.to_dict() if end else None,
+        "clocks_dropped": note is not None,
+        "clock_note": note,
+    }

@@ -85,11 +85,14 @@ def time_calls(
     fn: Callable[[], object],
     config: TimingConfig,
     clock: Callable[[], int] = time.perf_counter_ns,
+    on_measure: Callable[[str], None] | None = None,
 ) -> TimingRun:
     """Warm up, then measure `fn`, returning every measured latency in milliseconds.
 
     `clock` returns nanoseconds; it is a parameter so the loop's bounds can be tested with a
-    deterministic clock.
+    deterministic clock. `on_measure` is called with "start" after the warm-up, just before
+    the first measured call, and with "end" just after the last (the GPU monitor reads the
+    clocks there and pauses its sampling in between).
     """
     # The warm-up shares the measurement's caps so that a very slow cell cannot hang in it.
     warm, warm_s = _run_until(
@@ -97,6 +100,8 @@ def time_calls(
     )
     # Python's collector never runs inside a timed call, for any framework: it runs once now.
     gc.collect()
+    if on_measure:
+        on_measure("start")
     gc.disable()
     try:
         samples, measure_s = _run_until(
@@ -104,6 +109,8 @@ def time_calls(
         )
     finally:
         gc.enable()
+        if on_measure:
+            on_measure("end")
     return TimingRun(
         warmup_iters=len(warm), warmup_s=warm_s, samples_ms=samples, measure_s=measure_s
     )

@@ -85,8 +85,8 @@ def test_gpu_section_with_samples_is_schema_valid():
 def test_monitor_on_a_host_without_a_gpu_says_why():
     monitor = GpuMonitor()
     monitor.start()
-    monitor.mark_measure_start()
-    monitor.mark_measure_end()
+    monitor.loop_started("host_end_to_end")
+    monitor.loop_ended("host_end_to_end")
     section = monitor.finish()
     if monitor.reader is not None:
         pytest.skip("this host has a GPU")
@@ -123,8 +123,8 @@ def test_an_older_nvml_binding_reads_what_it_lacks_as_unknown(monkeypatch):
     _fake_nvml(monkeypatch, nvmlDeviceGetMemoryInfo=lambda h: SimpleNamespace(used=2**30))
     monitor = GpuMonitor(interval_s=0.001)
     monitor.start()
-    monitor.mark_measure_start()
-    monitor.mark_measure_end()
+    monitor.loop_started("host_end_to_end")
+    monitor.loop_ended("host_end_to_end")
     section = monitor.finish()
     assert section["source"] == "nvml" and section["error"] is None
     assert section["measure_start"]["memory_used_mib"] == 1024.0
@@ -143,8 +143,8 @@ def test_a_monitor_that_fails_records_why_and_the_cell_goes_on(monkeypatch):
     _fake_nvml(monkeypatch, nvmlDeviceGetClockInfo=broken)
     monitor = GpuMonitor(interval_s=0.001)
     monitor.start()  # must not raise
-    monitor.mark_measure_start()
-    monitor.mark_measure_end()
+    monitor.loop_started("host_end_to_end")
+    monitor.loop_ended("host_end_to_end")
     section = monitor.finish()
     assert section["source"] == "nvml"
     assert section["error"] == (
@@ -152,3 +152,95 @@ def test_a_monitor_that_fails_records_why_and_the_cell_goes_on(monkeypatch):
     )
     assert section["measure_start"] is None and section["measure_end"] is None
     _section_is_valid(section)
+
+
+class _CountingNvml:
+    """A fake NVML whose SM clock is set by the test and which counts its readings."""
+
+    def __init__(self, monkeypatch, **extra):
+        from types import SimpleNamespace
+
+        self.clock, self.calls = 1980, 0
+
+        def clock(handle, which):
+            self.calls += 1
+            return self.clock
+
+        _fake_nvml(
+            monkeypatch,
+            NVML_CLOCK_SM=0,
+            NVML_CLOCK_MEM=1,
+            nvmlDeviceGetClockInfo=clock,
+            nvmlDeviceGetMemoryInfo=lambda h: SimpleNamespace(used=2**30),
+            **extra,
+        )
+
+
+def test_the_poller_is_paused_during_a_timed_loop(monkeypatch):
+    """Between loop_started and loop_ended the sampling thread makes no NVML call (it would
+    compete with the timed calls for the GIL); outside the loops it samples again."""
+    import time
+
+    nvml = _CountingNvml(monkeypatch)
+    monitor = GpuMonitor(interval_s=0.001)
+    monitor.start()
+    time.sleep(0.05)
+    assert nvml.calls > 4  # polling before the loop (two clock reads per sample)
+    monitor.loop_started("host_end_to_end")
+    during = nvml.calls
+    time.sleep(0.1)  # about 100 polls' worth
+    assert nvml.calls == during
+    monitor.loop_ended("host_end_to_end")
+    after = nvml.calls
+    time.sleep(0.05)
+    assert nvml.calls > after  # polling again
+    section = monitor.finish()
+    assert section["poller"] == "paused during the timed loops"
+    _section_is_valid(section)
+
+
+def test_clocks_are_read_at_each_loops_ends_and_a_drop_inside_one_is_flagged(monkeypatch):
+    """Two loops: the clock fell within the compute loop only; its own verdict says so and the
+    cell is flagged, with the host loop's verdict clean."""
+    nvml = _CountingNvml(monkeypatch)
+    monitor = GpuMonitor(interval_s=0.001)
+    monitor.start()
+    monitor.loop_started("host_end_to_end")
+    monitor.loop_ended("host_end_to_end")
+    monitor.loop_started("device_compute_only")
+    nvml.clock = 1600
+    monitor.loop_ended("device_compute_only")
+    section = monitor.finish()
+    assert section["measure_start"]["sm_clock_mhz"] == 1980
+    assert section["measure_end"]["sm_clock_mhz"] == 1600
+    assert section["loops"]["host_end_to_end"]["clocks_dropped"] is False
+    compute = section["loops"]["device_compute_only"]
+    assert compute["clocks_dropped"] is True
+    assert compute["clock_note"] == "SM clock fell from 1980 to 1600 MHz"
+    assert section["clocks_dropped"] is True
+    assert section["clock_note"] == "SM clock fell from 1980 to 1600 MHz"
+
+
+def test_the_temperature_comes_from_nvmls_successor_call_first(monkeypatch):
+    """nvmlDeviceGetTemperature is deprecated in NVML 13: its V successor is asked first, the
+    old call only where the binding lacks it."""
+    _CountingNvml(
+        monkeypatch,
+        NVML_TEMPERATURE_GPU=0,
+        nvmlDeviceGetTemperatureV=lambda h, sensor: 51,
+        nvmlDeviceGetTemperature=lambda h, sensor: 99,
+    )
+    monitor = GpuMonitor(interval_s=0.001)
+    monitor.start()
+    assert monitor.before.temperature_c == 51
+    monitor.finish()
+
+
+def test_an_older_binding_reads_the_temperature_the_old_way(monkeypatch):
+    _CountingNvml(
+        monkeypatch, NVML_TEMPERATURE_GPU=0, nvmlDeviceGetTemperature=lambda h, sensor: 47
+    )
+    monitor = GpuMonitor(interval_s=0.001)
+    monitor.start()
+    assert monitor.before.temperature_c == 47
+    monitor.finish()

@@ -112,3 +112,17 @@ def test_invalid_config_lists_every_problem():
 def test_invalid_config_single_problem(bounds, problem):
     with pytest.raises(UsageError, match=problem):
         TimingConfig(**bounds)
+
+
+def test_on_measure_marks_the_measurement_not_the_warmup():
+    """'start' after the 5 warm-up calls, before the first measured one; 'end' after the last:
+    the GPU monitor's clock readings bracket exactly the measured calls."""
+    clock = FakeClock()
+    marks = []
+    time_calls(
+        clock.fn,
+        TimingConfig(warmup_min_iters=5, warmup_min_s=0.0, min_iters=3, min_s=0.0),
+        clock=clock,
+        on_measure=lambda phase: marks.append((phase, clock.calls)),
+    )
+    assert marks == [("start", 5), ("end", 8)]
