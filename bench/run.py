@@ -24,6 +24,7 @@ from bench.cell import Cell
 from bench.errors import DeviceUnavailable, Unsupported
 from bench.faults import slowdown_from_env, slowed
 from bench.frameworks import FRAMEWORKS
+from bench.measure import device_busy
 from bench.measure import parity as parity_mod
 from bench.measure.fingerprint import fingerprint
 from bench.measure.gpu import GpuMonitor
@@ -157,6 +158,17 @@ def _measure_own_loop(
     return runtime, section, None, parity
 
 
+def _loop_marks(monitor: GpuMonitor | None, scope: str) -> Callable[[str], None] | None:
+    """The GPU monitor's reading at each end of one timed loop (None without a monitor)."""
+    if monitor is None:
+        return None
+
+    def mark(phase: str) -> None:
+        (monitor.loop_started if phase == "start" else monitor.loop_ended)(scope)
+
+    return mark
+
+
 def _measure(
     backend: Backend,
     artifact: Artifact,
@@ -177,11 +189,13 @@ def _measure(
     }
     cold_ms = _timed_ms(lambda: backend.infer(feed))
     parity = _parity(backend, artifact, cell) if where.parity else None
-    if monitor:
-        monitor.mark_measure_start()
     slowdown = slowdown_from_env(cell.framework)  # a test's fault: 0 otherwise
     probe, threads = NoiseProbe(), ThreadProbe()
-    run = time_calls(slowed(lambda: backend.infer(feed), slowdown), timing)
+    run = time_calls(
+        slowed(lambda: backend.infer(feed), slowdown),
+        timing,
+        on_measure=_loop_marks(monitor, backend.timing_scope),
+    )
     busy, noise = threads.report(cell.threads), probe.report()
     timing_section = _timing_section(
         backend.timing_scope, run, cell, artifact, timing, where, load_ms, cold_ms, noise, busy
@@ -190,12 +204,21 @@ def _measure(
     if backend.has_compute_scope:
         # The same batch, already on the device: the device's work alone, copies excluded.
         backend.stage(feed)
-        compute = time_calls(slowed(backend.run_staged, slowdown), timing)
+        compute = time_calls(
+            slowed(backend.run_staged, slowdown),
+            timing,
+            on_measure=_loop_marks(monitor, DEVICE_COMPUTE_ONLY),
+        )
         compute_section = _timing_section(
             DEVICE_COMPUTE_ONLY, compute, cell, artifact, timing, where
         )
-    if monitor:
-        monitor.mark_measure_end()
+        # After the loop, never inside it: how much of a run the device was busy.
+        compute_section["device_busy"] = device_busy.section(
+            compute.samples_ms,
+            backend.profile_device_busy if backend.has_device_profiler else None,
+            f"no device profiler is wired in for {cell.framework}: the scope is host-timed, "
+            "launch-bound or not",
+        )
     runtime = backend.runtime_info()
     runtime["precision_requested"] = cell.precision
     return runtime, timing_section, compute_section, parity

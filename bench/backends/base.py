@@ -8,8 +8,10 @@ Two timing scopes. `infer` is always host arrays in, host arrays out (`host_end_
 every framework on every device is timed over the same work. A GPU backend also implements
 `_stage` (copy one batch to the device, untimed) and `_run_staged` (run on it, leave outputs on
 the device, and return only when the device has finished): the `device_compute_only` scope.
-Both return only after the device is done, so a host clock around them times the GPU's work,
-not an asynchronous launch.
+Both return only after the device is done, so a host clock around them never times an
+asynchronous launch alone; but it times the host's launching too, which for a launch-bound cell
+(many small kernels issued from Python) is most of it. A backend with a profiler says how much
+of the run the device was busy (`profile_device_busy`, see bench/measure/device_busy.py).
 """
 
 from __future__ import annotations
@@ -30,10 +32,14 @@ HOST_END_TO_END = "host_end_to_end"
 DEVICE_COMPUTE_ONLY = "device_compute_only"
 SCOPE_DESCRIPTIONS = {
     HOST_END_TO_END: "one infer call: host numpy arrays in, host numpy arrays out, including the "
-    "framework's own input/output conversion and any host/device copies; preprocessing is "
-    "excluded",
+    "framework's own input/output conversion and any host/device copies (through the "
+    "framework's own host buffers: TensorRT stages through pinned ones, the others copy from "
+    "pageable memory; runtime.host_buffers where set); preprocessing is excluded",
     DEVICE_COMPUTE_ONLY: "inputs already on the device, outputs left there: one run of the model "
-    "followed by a synchronisation, so the time is the device's work; no host/device copies",
+    "followed by a synchronisation, timed by the host clock; no host/device copies. It is the "
+    "device's time only where the host issues work faster than the device runs it: for a "
+    "launch-bound cell (device_busy.launch_bound, many small kernels launched from Python) it "
+    "is mostly the host's launch time",
 }
 
 
@@ -112,6 +118,12 @@ class Backend(ABC):
                 f"{self.name} on {self.cell.device} supports precision "
                 f"{', '.join(self.precisions[self.cell.device])}, not {self.cell.precision}"
             )
+        if self.name in FRAMEWORKS and (
+            reason := FRAMEWORKS.get(self.name).refusal(
+                self.artifact.task, self.cell.device, dict(self.cell.options)
+            )
+        ):
+            raise Unsupported(f"{self.name}: {reason}")
         fixed_batch = self.artifact.meta["inputs"][0]["shape"][0]
         if isinstance(fixed_batch, int) and fixed_batch != self.cell.batch_size:
             raise Unsupported(f"the model's batch dimension is fixed at {fixed_batch}")
@@ -135,6 +147,19 @@ class Backend(ABC):
     def run_staged(self) -> None:
         """Run on the staged batch; returns when the device has finished."""
         self._run_staged()
+
+    @property
+    def has_device_profiler(self) -> bool:
+        """Whether this cell can say how busy the device was (`profile_device_busy`)."""
+        return (
+            self.has_compute_scope
+            and type(self).profile_device_busy is not Backend.profile_device_busy
+        )
+
+    def profile_device_busy(self, runs: int) -> tuple[str, float | None]:
+        """Run the staged batch `runs` times under the framework's profiler: (method, device
+        busy milliseconds per run, None when it saw no device work)."""
+        raise NotImplementedError(f"{self.name} has no device profiler wired in")
 
     def run_own_loop(self, inputs: np.ndarray, timing: TimingConfig) -> OwnLoopRun:
         """For `runs_own_loop` backends: after `load`, the cold call, every input's outputs

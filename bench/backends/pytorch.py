@@ -17,26 +17,64 @@
     does); `max-autotune-no-cudagraphs` autotunes the kernels alone;
   - ``cuda_graphs=1`` (CUDA): the model captured once in a CUDA graph on static input and
     output buffers and replayed, which removes the per-kernel launch cost.
+- A compiled cell keeps Inductor's caches (FX graphs, generated kernels, autotuning results)
+  in a verified cache entry per artifact, torch version, mode, device, precision, batch and
+  layout: a later process (the next round, a rerun) reuses them instead of compiling and
+  autotuning again. `inductor_cache` in the result says whether it was reused and how many
+  FX graphs came from it; `cold_ms` of a reused cache is a warm compile.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench import cache
 from bench.backends import torch_int8
 from bench.backends.base import Backend, static_input_shape
 from bench.backends.cpu import bf16_unsupported_reason
 from bench.backends.cuda import cuda_unavailable_reason
 from bench.errors import Unsupported
+from bench.measure.device_busy import device_intervals, union_length
 from bench.models import MODELS
 from bench.models.build import as_graph, build_model
 from bench.quantize import calibration_batches, calibration_record, int8_label, integer_fraction
 
+INDUCTOR_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PRECISION_OF = {v: k for k, v in DTYPES.items()}
+
+
+PROFILER_METHOD = (
+    "torch.profiler (Kineto/CUPTI): union of the kernel, copy and memset intervals on the "
+    "device timeline, per run"
+)
+
+
+def profile_device_busy(run: Callable[[], object], runs: int) -> tuple[str, float | None]:
+    """`run` called `runs` times under torch's profiler: the device's busy milliseconds per
+    run (None when the profiler saw no device work, as on a CPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        for _ in range(runs):
+            run()
+    with tempfile.TemporaryDirectory(prefix="deploybench-profile-") as folder:
+        trace_path = Path(folder) / "trace.json"
+        prof.export_chrome_trace(str(trace_path))
+        trace = json.loads(trace_path.read_text())
+    spans = device_intervals(trace)
+    return PROFILER_METHOD, union_length(spans) / 1000 / runs if spans else None
 
 
 class TorchBackend(Backend):
@@ -93,9 +131,34 @@ class TorchBackend(Backend):
             self._load_int8()
             return
         self.model = self._build()
+        if self.compile_mode:
+            self._use_inductor_cache()
         self.forward = (
             torch.compile(self.model, mode=self.compile_mode) if self.compile_mode else self.model
         )
+
+    def _inductor_entry(self) -> cache.Entry:
+        what = {
+            "torch": torch.__version__,
+            "mode": self.compile_mode,
+            "device": self.cell.device,
+            "gpu": torch.cuda.get_device_name(0) if self.device.type == "cuda" else None,
+            "precision": self.precision,
+            "batch": self.cell.batch_size,
+            "channels_last": self.channels_last,
+        }
+        return cache.entry("inductor", self.artifact.key[:16], what=what)
+
+    def _use_inductor_cache(self) -> None:
+        """Point Inductor at a writable copy of this cell's verified cache entry (the shared
+        cache may be mounted read-only); published back when the cell closes, if it grew."""
+        entry = self._inductor_entry()
+        found = entry.lookup()
+        self._inductor_stack = contextlib.ExitStack()
+        folder = self._inductor_stack.enter_context(entry.build(seed=found))
+        self._inductor = {"entry": entry.name, "reused": found is not None}
+        self._inductor_env = os.environ.get(INDUCTOR_CACHE_ENV)
+        os.environ[INDUCTOR_CACHE_ENV] = str(folder)
 
     def _build(self) -> torch.nn.Module:
         """The model from the artifact's weights, on the cell's device, dtype and layout."""
@@ -135,6 +198,7 @@ class TorchBackend(Backend):
             self.static_out = self.model(self.static_in)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
+        self._ran = True  # a compiled cell's caches are kept only once it ran
         if self.cuda_graphs:
             if self.graph is None or x.shape != self.static_in.shape:
                 self._capture(x)
@@ -161,6 +225,9 @@ class TorchBackend(Backend):
     def _run_staged(self) -> None:
         self.output = self._run(self.staged)
         torch.cuda.synchronize(self.device)
+
+    def profile_device_busy(self, runs: int) -> tuple[str, float | None]:
+        return profile_device_busy(self._run_staged, runs)
 
     def framework_version(self) -> str:
         return torch.__version__
@@ -205,6 +272,8 @@ class TorchBackend(Backend):
             "memory_format": self._memory_format_read_back(),
             "compile_mode": self.compile_mode,
         }
+        if self.compile_mode and not self.int8:
+            info["inductor_cache"] = self._inductor_info()
         if self.int8:
             info.update(self._int8_info())
         if self.device.type == "cpu":
@@ -245,7 +314,33 @@ class TorchBackend(Backend):
             },
         }
 
+    def _inductor_info(self) -> dict[str, object]:
+        from torch._dynamo.utils import counters
+
+        inductor = counters["inductor"]
+        return {
+            **self._inductor,
+            "fxgraph_cache_hits": int(inductor.get("fxgraph_cache_hit", 0)),
+            "fxgraph_cache_misses": int(inductor.get("fxgraph_cache_miss", 0)),
+        }
+
+    def _close_inductor_cache(self) -> None:
+        stack = getattr(self, "_inductor_stack", None)
+        if stack is None:
+            return
+        self._inductor_stack = None
+        if self._inductor_env is None:
+            os.environ.pop(INDUCTOR_CACHE_ENV, None)
+        else:
+            os.environ[INDUCTOR_CACHE_ENV] = self._inductor_env
+        if self._inductor["reused"] or not getattr(self, "_ran", False):
+            # Nothing new to keep, or a cell that never ran: the copy is discarded.
+            stack.__exit__(RuntimeError, RuntimeError("reused"), None)
+        else:
+            stack.close()  # publishes what Inductor compiled and autotuned
+
     def _close(self) -> None:
+        self._close_inductor_cache()
         self.model = self.forward = self.graph = self.staged = self.output = None
         if self.cell.device == "cuda" and torch.cuda.is_available():
             torch.cuda.empty_cache()

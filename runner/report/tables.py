@@ -70,6 +70,12 @@ def notes(result: CellResult) -> str:
     if runtime.get("tf32") and result.cell["precision"] == "fp32":
         # Only an fp32 cell is lowered by TF32 (an fp16 engine that allows TF32 layers is not).
         out.append("TF32")
+    if runtime.get("cpu_fallback_nodes"):
+        # ONNX Runtime ran part of a cuda cell's graph on the CPU: not a pure GPU number.
+        out.append(f"{runtime['cpu_fallback_nodes']} NODES ON CPU")
+    busy = (result.compute_timing or {}).get("device_busy") or {}
+    if busy.get("launch_bound"):
+        out.append(f"LAUNCH-BOUND (device busy {busy['busy_fraction']:.0%} of compute time)")
     gpu = result.gpu or {}
     if gpu.get("clocks_dropped"):
         out.append(f"CLOCKS DROPPED ({gpu.get('clock_note')})")

@@ -111,3 +111,24 @@ def test_tf32_is_noted_on_fp32_cells_only():
     assert "TF32" in tables.notes(r)
     r.cell = {**r.cell, "precision": "fp16"}
     assert "TF32" not in tables.notes(r)
+
+
+def test_a_launch_bound_cell_and_nodes_on_the_cpu_are_noted():
+    """device_busy below half the host-timed run: LAUNCH-BOUND with the fraction; ORT nodes
+    that fell back to the CPU EP: counted. Neither where the figures say otherwise."""
+    r = _gpu_result(1.25, 812.4, None)
+    r.compute_timing["device_busy"] = {
+        "method": "torch.profiler", "runs": 20, "busy_ms_per_run": 0.5, "host_ms_median": 1.25,
+        "busy_fraction": 0.4, "launch_bound": True, "launch_bound_below": 0.5,
+    }  # fmt: skip
+    r.runtime = {**r.runtime, "cpu_fallback_nodes": 3}
+    validate(r.to_dict())
+    note = tables.notes(r)
+    assert "LAUNCH-BOUND (device busy 40% of compute time)" in note
+    assert "3 NODES ON CPU" in note
+    r.compute_timing["device_busy"].update(busy_fraction=0.9, launch_bound=False)
+    r.runtime["cpu_fallback_nodes"] = 0
+    assert "LAUNCH-BOUND" not in tables.notes(r) and "NODES ON CPU" not in tables.notes(r)
+    r.compute_timing["device_busy"] = {"method": None, "reason": "none", "launch_bound": None}
+    validate(r.to_dict())
+    assert "LAUNCH-BOUND" not in tables.notes(r)
