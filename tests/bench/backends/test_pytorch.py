@@ -20,15 +20,35 @@ def _backend(artifact, **cell):
     return cls(artifact, Cell(model=artifact.model, framework="torch", threads=2, **cell))
 
 
-def test_torch_compile_gives_the_same_answers(small_artifact):
-    # Inductor compiles C++ kernels on CPU too, so the variant's code path runs here for real.
-    with _backend(small_artifact, options=(("compile", "default"),)) as backend:
-        backend.load()
-        out = backend.infer({"input": small_artifact.inputs[:1]})
-        assert backend.runtime_info()["compile_mode"] == "default"
-    np.testing.assert_allclose(
-        out["logits"], small_artifact.references["logits"][:1], rtol=1e-3, atol=1e-4
-    )
+def test_torch_compile_gives_the_same_answers_and_keeps_its_cache(
+    small_artifact, tmp_path, monkeypatch
+):
+    """Inductor compiles C++ kernels on CPU too, so the variant's code path runs here for real.
+    Its caches go to a verified entry: a second cell (as the next round's process would)
+    reuses them, and Inductor's environment is restored after each cell."""
+    import os
+
+    import torch
+
+    monkeypatch.setenv("DEPLOYBENCH_CACHE", str(tmp_path))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    infos = []
+    for _ in range(2):
+        torch._dynamo.reset()  # a fresh process holds no compiled code in memory either
+        with _backend(small_artifact, options=(("compile", "default"),)) as backend:
+            backend.load()
+            out = backend.infer({"input": small_artifact.inputs[:1]})
+            infos.append(backend.runtime_info())
+        assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+        np.testing.assert_allclose(
+            out["logits"], small_artifact.references["logits"][:1], rtol=1e-3, atol=1e-4
+        )
+    first, second = (info["inductor_cache"] for info in infos)
+    assert infos[0]["compile_mode"] == "default"
+    assert first["reused"] is False and second["reused"] is True
+    assert first["entry"] == second["entry"]
+    assert (tmp_path / "inductor" / first["entry"]).is_dir()
+    assert second["fxgraph_cache_hits"] > first["fxgraph_cache_hits"]
 
 
 def test_precisions_per_device(small_artifact):
