@@ -91,11 +91,24 @@ class OnnxRuntimeBackend(Backend):
             # Beside the session, not beside the cached graph: a cache entry is never changed.
             self._readback = tempfile.TemporaryDirectory(prefix="deploybench-ort-")
             self.optimized_path = Path(self._readback.name) / "ort-cpu-optimized.onnx"
-        self.session = open_session(self.model_path, self.settings, providers, self.optimized_path)
+        # A cuda cell profiles its first (cold) run: the profile says which provider ran each
+        # node, the only read-back of ORT's silent CPU fallback. Its cost is in cold_ms only.
+        self._profiling = self.ep != "cpu"
+        self._profile_dir = (
+            tempfile.TemporaryDirectory(prefix="deploybench-ort-profile-")
+            if self._profiling
+            else None
+        )
+        prefix = str(Path(self._profile_dir.name) / "ort") if self._profile_dir else None
+        self.session = open_session(
+            self.model_path, self.settings, providers, self.optimized_path, prefix
+        )
         if self.ep != "cpu":
             ort_cuda.require_active(self.session, self.ep)
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.binding = None
+        self.assignment: dict[str, dict[str, int]] | None = None
+        self.cpu_fallback_nodes: int | None = None
 
     def _gpu_setup(self) -> tuple[Path, list]:
         """The graph and providers of a cuda cell, after checking the EP can load at all."""
@@ -105,6 +118,7 @@ class OnnxRuntimeBackend(Backend):
         if self.ep == "tensorrt":
             if reason := ort_cuda.tensorrt_unavailable_reason():
                 raise Unsupported(reason)
+            ort_cuda.control_tensorrt_tf32(precision)
             # TensorRT converts to fp16 itself (trt_fp16_enable): it gets the fp32 graph.
             # ORT reads and writes engines in the folder it is given: a copy of the verified
             # entry, published again when the session closes (see _close).
@@ -119,7 +133,12 @@ class OnnxRuntimeBackend(Backend):
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # Host arrays in and out: on CUDA, ORT copies them to and from the device in run().
-        return dict(zip(self.output_names, self.session.run(self.output_names, feed), strict=True))
+        out = dict(zip(self.output_names, self.session.run(self.output_names, feed), strict=True))
+        if self._profiling:
+            self._profiling = False
+            self.assignment = ort_cuda.read_profile(self.session)
+            self.cpu_fallback_nodes = ort_cuda.check_assignment(self.ep, self.assignment)
+        return out
 
     def _stage(self, feed: dict[str, np.ndarray]) -> None:
         self.binding = ort_cuda.bind(self.session, feed)
@@ -171,15 +190,21 @@ class OnnxRuntimeBackend(Backend):
         return {
             "precision_run": precision,
             "execution_provider": ort_cuda.EPS[self.ep],
-            "tf32": cuda.get("use_tf32") == "1",
+            "tf32": cuda.get("use_tf32") == "1",  # the TensorRT EP's is set below
             "cudnn_conv_algo_search": cuda.get("cudnn_conv_algo_search"),
             "model_file": str(self.model_path),
+            # Read back from ORT's profile of the cold run: who ran which operators.
+            "node_assignment": self.assignment,
+            "cpu_fallback_nodes": self.cpu_fallback_nodes,
             **({"trt_options": trt} if trt else {}),
+            **(ort_cuda.tensorrt_tf32_record() if self.ep == "tensorrt" else {}),
         }
 
     def _close(self) -> None:
         created = getattr(self, "session", None) is not None
         self.session = self.binding = None
+        if (profile_dir := getattr(self, "_profile_dir", None)) is not None:
+            profile_dir.cleanup()
         if (stack := getattr(self, "_trt_cache", None)) is not None:
             self._trt_cache = None
             if created:

@@ -8,17 +8,26 @@ on a host without a GPU.
   `convert_float_to_float16` (float32 inputs and outputs kept), cached per artifact and ORT
   version.
 - `ep=tensorrt`: the TensorRT EP (fp16 through `trt_fp16_enable`) with its engine and timing
-  caches, the CUDA EP after it for what TensorRT does not take. onnxruntime-gpu 1.31.1's
+  caches, the CUDA EP after it for what TensorRT does not take; fp32 with TF32 off through
+  NVIDIA_TF32_OVERRIDE=0 (the EP has no option for it). A cell in which TensorRT took no node
+  is unsupported; nodes ORT silently gave the CPU EP are counted (`cpu_fallback_nodes`), both
+  read from ORT's profile of the cold run. onnxruntime-gpu 1.31.1's
   TensorRT EP links TensorRT 10 (libnvinfer.so.10); NVIDIA publishes TensorRT's libraries only
   on its own package index (the PyPI packages are stubs that download from there), so the
-  ort-gpu image does not carry them and such a cell ends `unsupported` saying so.
+  ort-gpu image does not carry them and such a cell ends `unsupported` saying so. The probe
+  loads the EP's own library (after TensorRT's wheel libraries, where installed), so it
+  reports whatever that library lacks.
 - CUDA and cuDNN come from NVIDIA's pip wheels (`onnxruntime-gpu[cuda,cudnn]`), loaded by
   `onnxruntime.preload_dlls()` before the first session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import importlib.util
+import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -30,8 +39,9 @@ from bench.cell import Cell
 from bench.errors import Unsupported
 
 EPS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
-# The TensorRT libraries onnxruntime-gpu 1.31.1's TensorRT EP is linked against (readelf).
-TENSORRT_LIBS = ("libnvinfer.so.10", "libnvonnxparser.so.10")
+# The TensorRT EP's library in onnxruntime-gpu (it links TensorRT's libnvinfer and
+# libnvonnxparser of the major version ORT was built against).
+TENSORRT_PROVIDER_LIB = "libonnxruntime_providers_tensorrt.so"
 # Ops whose weight input says what precision the heavy arithmetic runs in.
 _WEIGHTED_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 _ONNX_FLOAT_TYPES = {1: "fp32", 10: "fp16", 16: "bf16", 11: "fp64"}  # TensorProto data types
@@ -63,24 +73,67 @@ def require_gpu_build(ep: str) -> None:
         )
 
 
+def _preload_pip_tensorrt() -> None:
+    """TensorRT's libraries from NVIDIA's `tensorrt_libs` wheel, where it is installed: loaded
+    by full path, so that the EP's dependency on their sonames resolves without
+    LD_LIBRARY_PATH (the wheel's folder is not on the loader's path)."""
+    spec = importlib.util.find_spec("tensorrt_libs")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    for folder in spec.submodule_search_locations:
+        for lib in sorted(Path(folder).glob("libnv*.so*")):
+            with contextlib.suppress(OSError):
+                ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+
+
 def tensorrt_unavailable_reason() -> str | None:
-    """Why the TensorRT EP cannot load here, or None when its libraries can be loaded."""
-    for lib in TENSORRT_LIBS:
-        try:
-            ctypes.CDLL(lib)
-        except OSError as exc:
-            return (
-                f"onnxruntime {ort.__version__}'s TensorRT EP needs TensorRT 10 ({lib}), which "
-                f"cannot be loaded here ({exc}); TensorRT's libraries come only from NVIDIA's "
-                "package index, which the ort-gpu image does not use"
-            )
+    """Why the TensorRT EP cannot load here, or None when it can: the EP's own library is
+    loaded the way ORT loads it, so the answer names whatever it lacks (TensorRT's libraries,
+    of the version this onnxruntime was built against), with no library name written here."""
+    provider = Path(ort.__file__).parent / "capi" / TENSORRT_PROVIDER_LIB
+    if not provider.is_file():
+        return f"this onnxruntime ({ort.__version__}) has no TensorRT EP ({provider.name})"
+    _preload_pip_tensorrt()
+    try:
+        ctypes.CDLL(str(provider))
+    except OSError as exc:
+        return (
+            f"onnxruntime {ort.__version__}'s TensorRT EP cannot load here ({exc}); TensorRT's "
+            "libraries come only from NVIDIA's package index, which the ort-gpu image does not "
+            "use"
+        )
     return None
+
+
+TF32_OVERRIDE = "NVIDIA_TF32_OVERRIDE"
+
+
+def control_tensorrt_tf32(precision: str) -> None:
+    """TensorRT's builder allows TF32 by default and ONNX Runtime's TensorRT EP has no option
+    to clear it: an fp32 cell would run its convolutions in TF32. NVIDIA_TF32_OVERRIDE=0 is
+    the one switch (TensorRT, cuBLAS and cuDNN read it when they build or initialise, which
+    in a cell's process is after this, before the session). Other precisions keep the
+    default (an fp16 engine may use TF32 layers; it is not an fp32 cell lowered)."""
+    if precision == "fp32":
+        os.environ[TF32_OVERRIDE] = "0"
+
+
+def tensorrt_tf32_record() -> dict[str, object]:
+    """What a TensorRT EP cell records of TF32, read back from the process's environment."""
+    off = os.environ.get(TF32_OVERRIDE) == "0"
+    return {
+        "tf32": not off,
+        "tf32_control": f"{TF32_OVERRIDE}=0" if off else "TensorRT's default (TF32 allowed)",
+    }
 
 
 def trt_cache_entry(artifact_key: str, precision: str, batch_size: int) -> cache.Entry:
     """The cache entry in which the TensorRT EP keeps engines and timing cache for this
     artifact and cell. ORT adds the GPU's compute capability to each engine's file name."""
+    # TF32 is part of what an engine is (fp32 engines are built with it off since it can be).
     what = {"ort": ort.__version__, "precision": precision, "batch": batch_size}
+    if precision == "fp32":
+        what["tf32"] = False
     return cache.entry("ort-trt", artifact_key[:16], what=what)
 
 
@@ -133,6 +186,48 @@ def require_active(session: ort.InferenceSession, ep: str) -> None:
             f"onnxruntime did not activate {EPS[ep]} (active providers: {', '.join(active)}); "
             "its CUDA/cuDNN or TensorRT libraries did not load, see the log above"
         )
+
+
+def node_assignment(profile: list) -> dict[str, dict[str, int]]:
+    """Which execution provider ran which operators, from ORT's profile (its Chrome-trace JSON
+    list): {provider: {op type: nodes}}. Each node is counted once however often it ran; a
+    TensorRT subgraph is one fused node of TensorRT's."""
+    seen: dict[str, dict[str, int]] = {}
+    names: set[str] = set()
+    for event in profile if isinstance(profile, list) else []:
+        args = event.get("args") or {}
+        name = str(event.get("name", ""))
+        if event.get("cat") != "Node" or "provider" not in args or name in names:
+            continue
+        if not name.endswith("_kernel_time"):
+            continue
+        names.add(name)
+        ops = seen.setdefault(str(args["provider"]), {})
+        op = str(args.get("op_name", "?"))
+        ops[op] = ops.get(op, 0) + 1
+    return seen
+
+
+def read_profile(session: ort.InferenceSession) -> dict[str, dict[str, int]]:
+    """End the session's profiling and return its node assignment (the file is removed)."""
+    path = Path(session.end_profiling())
+    try:
+        return node_assignment(json.loads(path.read_text()))
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def check_assignment(ep: str, assignment: dict[str, dict[str, int]]) -> int:
+    """A TensorRT EP cell in which TensorRT took no node is not a TensorRT cell: unsupported,
+    saying who ran it. Returns how many nodes fell back to the CPU EP (ORT does that silently
+    for operators the CUDA EP lacks; the result and the report say it)."""
+    if ep == "tensorrt" and not assignment.get(EPS["tensorrt"]):
+        ran = ", ".join(f"{p}: {sum(ops.values())} nodes" for p, ops in assignment.items())
+        raise Unsupported(
+            f"TensorRT took no subgraph of this graph (ran by {ran or 'nobody'}): its parser "
+            "refused every node, see the log above"
+        )
+    return sum(assignment.get("CPUExecutionProvider", {}).values())
 
 
 def bind(

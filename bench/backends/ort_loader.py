@@ -91,14 +91,18 @@ def open_session(
     settings: OrtSettings,
     providers: list | None = None,
     optimized_model: Path | None = None,
+    profile_prefix: str | None = None,
 ) -> ort.InferenceSession:
-    """The ready session; a graph ONNX Runtime says it cannot run is `Unsupported`."""
+    """The ready session; a graph ONNX Runtime says it cannot run is `Unsupported`.
+    `profile_prefix`: ORT's profiler on, writing there (ended by `session.end_profiling()`)."""
     source = str(model) if isinstance(model, Path) else model
+    options = settings.session_options(optimized_model)
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     try:
         return ort.InferenceSession(
-            source,
-            settings.session_options(optimized_model),
-            providers=providers or ["CPUExecutionProvider"],
+            source, options, providers=providers or ["CPUExecutionProvider"]
         )
     except UNSUPPORTED_ERRORS as exc:
         raise Unsupported(f"onnxruntime: {exc}") from exc

@@ -71,6 +71,13 @@ def test_the_tensorrt_cache_is_keyed_by_artifact_ort_precision_and_batch(tmp_pat
     monkeypatch.setattr(ort, "__version__", "0.0.1")
     others.add(ort_cuda.trt_cache_entry(key, "fp16", 1).path)
     assert len(others) == 4 and path not in others
+    # An fp32 engine is keyed as TF32-off: none built before TF32 could be cleared is reused.
+    from bench import cache
+
+    untagged = {"ort": ort.__version__, "precision": "fp32", "batch": 1}
+    assert ort_cuda.trt_cache_entry(key, "fp32", 1).path != (
+        cache.entry("ort-trt", key[:16], what=untagged).path
+    )
 
 
 def test_the_fp16_graph_is_converted_once_and_runs(small_artifact, tmp_path, monkeypatch):
@@ -126,15 +133,25 @@ def test_a_cpu_only_onnxruntime_says_which_package_runs_cuda():
         ort_cuda.require_gpu_build("cuda")
 
 
-def test_tensorrt_libraries_absent_are_a_reason():
+def test_tensorrt_ep_absent_is_a_reason():
+    """The probe loads the EP's own library: a CPU-only onnxruntime has none, onnxruntime-gpu
+    without TensorRT's libraries names the library the loader could not find."""
+    from pathlib import Path
+
     reason = ort_cuda.tensorrt_unavailable_reason()
+    provider = Path(ort.__file__).parent / "capi" / ort_cuda.TENSORRT_PROVIDER_LIB
+    if not provider.is_file():
+        assert reason == (
+            f"this onnxruntime ({ort.__version__}) has no TensorRT EP "
+            "(libonnxruntime_providers_tensorrt.so)"
+        )
+        return
     try:
         import ctypes
 
-        for lib in ort_cuda.TENSORRT_LIBS:
-            ctypes.CDLL(lib)
-    except OSError:
-        assert "TensorRT 10" in reason and "NVIDIA's package index" in reason
+        ctypes.CDLL(str(provider))
+    except OSError as exc:
+        assert str(exc) in reason and "NVIDIA's package index" in reason
     else:
         assert reason is None
 
@@ -156,3 +173,66 @@ def test_a_cuda_cell_without_a_gpu_is_skipped_with_the_reason(
     assert doc["status"] == "skipped"
     assert doc["reason"] == cuda_unavailable_reason()
     assert doc["timing"] is None and doc["parity"] is None
+
+
+def test_node_assignment_from_a_hand_written_profile():
+    """Each node once, by provider and op type; session and non-node events ignored."""
+    node = "Node"
+    profile = [
+        {"cat": "Session", "name": "model_run", "args": {}},
+        {"cat": node, "name": "conv1_kernel_time", "args": {"op_name": "Conv",
+                                                            "provider": "CUDAExecutionProvider"}},
+        {"cat": node, "name": "conv1_kernel_time", "args": {"op_name": "Conv",
+                                                            "provider": "CUDAExecutionProvider"}},
+        {"cat": node, "name": "conv1_fence_before", "args": {"op_name": "Conv",
+                                                             "provider": "CUDAExecutionProvider"}},
+        {"cat": node, "name": "shape_kernel_time", "args": {"op_name": "Shape",
+                                                            "provider": "CPUExecutionProvider"}},
+        {"cat": node, "name": "TRTKernel_graph_0_kernel_time",
+         "args": {"op_name": "TRTKernel_graph_0", "provider": "TensorrtExecutionProvider"}},
+    ]  # fmt: skip
+    assignment = ort_cuda.node_assignment(profile)
+    assert assignment == {
+        "CUDAExecutionProvider": {"Conv": 1},
+        "CPUExecutionProvider": {"Shape": 1},
+        "TensorrtExecutionProvider": {"TRTKernel_graph_0": 1},
+    }
+    assert ort_cuda.check_assignment("tensorrt", assignment) == 1
+    assert ort_cuda.check_assignment("cuda", {"CUDAExecutionProvider": {"Conv": 3}}) == 0
+
+
+def test_a_tensorrt_ep_that_took_nothing_is_unsupported():
+    from bench.errors import Unsupported
+
+    with pytest.raises(Unsupported, match="TensorRT took no subgraph .*CUDAExecutionProvider: 5"):
+        ort_cuda.check_assignment("tensorrt", {"CUDAExecutionProvider": {"Conv": 5}})
+
+
+def test_node_assignment_read_from_a_real_profile(small_artifact, tmp_path):
+    """ORT's own profile of one run on the CPU EP: every compute node is the CPU EP's."""
+    from bench.backends.ort_loader import cell_settings, open_session
+
+    declared = small_artifact.meta["inputs"][0]["shape"]
+    settings = cell_settings(declared, 1, 1, "static")
+    session = open_session(
+        small_artifact.onnx_path, settings, ["CPUExecutionProvider"], None, str(tmp_path / "p")
+    )
+    session.run(None, {small_artifact.input_name: small_artifact.inputs[:1]})
+    assignment = ort_cuda.read_profile(session)
+    assert list(assignment) == ["CPUExecutionProvider"]
+    assert assignment["CPUExecutionProvider"]["Conv"] >= 10  # mobilenet_v3_small's convolutions
+    assert not list(tmp_path.glob("p*"))  # the profile file is removed once read
+
+
+def test_tensorrt_fp32_turns_tf32_off_through_the_environment(monkeypatch):
+    monkeypatch.delenv(ort_cuda.TF32_OVERRIDE, raising=False)
+    ort_cuda.control_tensorrt_tf32("fp16")
+    assert ort_cuda.tensorrt_tf32_record() == {
+        "tf32": True,
+        "tf32_control": "TensorRT's default (TF32 allowed)",
+    }
+    ort_cuda.control_tensorrt_tf32("fp32")
+    assert ort_cuda.tensorrt_tf32_record() == {
+        "tf32": False,
+        "tf32_control": "NVIDIA_TF32_OVERRIDE=0",
+    }
