@@ -71,6 +71,22 @@ class Option:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """A combination a framework cannot run, known before any work: a cell of this task on
+    this device (with this option value, when one is named) is `unsupported` with `reason`."""
+
+    task: str
+    device: str
+    reason: str
+    option: tuple[str, str] | None = None
+
+    def matches(self, task: str, device: str, options: dict[str, str]) -> bool:
+        if (task, device) != (self.task, self.device):
+            return False
+        return self.option is None or options.get(self.option[0]) == self.option[1]
+
+
+@dataclass(frozen=True)
 class Framework:
     """A framework as deploybench runs it."""
 
@@ -86,6 +102,7 @@ class Framework:
     # device -> the distribution whose version is the framework's (a matrix's `versions:` axis
     # and a model's pin name it; each version is one pinned image, runner/images.py)
     packages: dict[str, str] = field(default_factory=dict)
+    refusals: tuple[Refusal, ...] = ()
     _by_name: dict[str, Option] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -102,6 +119,11 @@ class Framework:
 
     def package(self, device: str) -> str:
         return self.packages.get(device) or FRAMEWORKS.get(self.base).packages[device]
+
+    def refusal(self, task: str, device: str, options: dict[str, str]) -> str | None:
+        """Why this framework cannot run a cell of this task, device and options (None: no
+        known reason)."""
+        return next((r.reason for r in self.refusals if r.matches(task, device, options)), None)
 
     def option(self, name: str) -> Option:
         if name not in self._by_name:
@@ -211,6 +233,16 @@ for _framework in (
         ),
         description="eager PyTorch, the reference",
         packages={"cpu": "torch", "cuda": "torch"},
+        refusals=(
+            Refusal(
+                "detection",
+                "cuda",
+                "a detector cannot be captured in a CUDA graph: its shapes depend on the data "
+                "(how many boxes survive each stage) and it synchronises with the host to learn "
+                "them (nonzero, NMS); use eager or compile=default",
+                option=("cuda_graphs", "1"),
+            ),
+        ),
     ),
     Framework(
         "onnxruntime",
@@ -289,6 +321,16 @@ for _framework in (
         {"cuda": ("fp32", "fp16", "int8")},
         {"cuda": "trt-gpu"},
         packages={"cuda": "tensorrt-cu13"},
+        refusals=(
+            Refusal(
+                "detection",
+                "cuda",
+                "a detector's outputs have a data-dependent dimension (the number of "
+                "detections: -1 in the engine), which this backend's fixed output buffers "
+                "cannot hold (it has no IOutputAllocator); ONNX Runtime's TensorRT EP "
+                "(onnxruntime ep=tensorrt) allocates them itself",
+            ),
+        ),
     ),
     # The native variants (bench/backends/native.py): the framework's C++ API from a C++ runner
     # process, and the same C++ code called through ctypes.
