@@ -170,6 +170,7 @@ class TvmBackend(Backend):
         self.on_cuda = self.cell.device == "cuda"
         if self.on_cuda:
             tvm_cuda.use_nvrtc_headers()
+            self.cuda_math = tvm_cuda.use_nvrtc_math(self.precision)
             self.target, self.device = tvm_cuda.device_target(), tvm.cuda(0)
         else:
             self.target, self.device = host_target(self.cell.threads), tvm.cpu()
@@ -365,6 +366,7 @@ class TvmBackend(Backend):
             # Kernels per dlight rule; with tuning, those MetaSchedule's database did not cover.
             "schedule_rules": self.schedule_rules,
             "cuda_compiler": os.environ.get("TVM_CUDA_COMPILE_MODE", "nvrtc"),
+            "cuda_math": self.cuda_math,
         }
 
     def _close(self) -> None:

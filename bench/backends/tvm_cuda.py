@@ -12,6 +12,12 @@ and a CUDA compiler.
   pip wheels (nvidia-cuda-runtime, -crt, -cccl), found with cuda-pathfinder. TVM itself only
   looks for CCCL under a toolkit's targets/ folder, so its include folder is passed to NVRTC.
   Compiling needs no GPU: tests/bench/backends/test_tvm_cuda.py does it on a CPU-only host.
+- TVM 0.27 passes NVRTC --use_fast_math always (flush denormals to zero, approximate division
+  and square root, fast intrinsics). An fp32 cell adds --ftz=false --prec-div=true
+  --prec-sqrt=true after it (TVM puts TVM_CUDA_NVRTC_EXTRA_OPTS last, so they win): IEEE
+  denormals and correctly rounded division and square root. The fast intrinsics for
+  transcendental functions (expf, ...) cannot be turned off from outside TVM and remain; the
+  result says so (`cuda_math`).
 """
 
 from __future__ import annotations
@@ -117,3 +123,22 @@ def use_nvrtc_headers() -> str:
     if cccl is not None and "TVM_CUDA_NVRTC_EXTRA_OPTS" not in os.environ:
         os.environ["TVM_CUDA_NVRTC_EXTRA_OPTS"] = f"-I{shlex.quote(cccl)}"
     return os.environ["CUDA_PATH"]
+
+
+NVRTC_EXTRA_ENV = "TVM_CUDA_NVRTC_EXTRA_OPTS"
+# NVRTC options that undo what --use_fast_math implies for float32 arithmetic.
+IEEE_FP32_OPTIONS = ("--ftz=false", "--prec-div=true", "--prec-sqrt=true")
+
+
+def use_nvrtc_math(precision: str) -> str:
+    """Set the NVRTC options of this cell's precision; returns what the result records."""
+    if precision != "fp32":
+        return "NVRTC --use_fast_math (TVM's default)"
+    extra = os.environ.get(NVRTC_EXTRA_ENV, "").split()
+    missing = [o for o in IEEE_FP32_OPTIONS if o not in extra]
+    os.environ[NVRTC_EXTRA_ENV] = " ".join([*extra, *missing])
+    return (
+        "NVRTC --use_fast_math, then " + " ".join(IEEE_FP32_OPTIONS) + " (IEEE denormals, "
+        "correctly rounded division and square root); fast intrinsics for transcendental "
+        "functions remain (TVM 0.27 passes --use_fast_math always)"
+    )

@@ -8,6 +8,7 @@ skipped with the driver's reason).
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 import tvm
@@ -86,6 +87,43 @@ def test_the_model_compiles_for_sm_90_on_this_host(small_artifact, monkeypatch):
     # What TVM's CUDA runtime does with this source when the module loads on the GPU.
     cubin = compile_cuda(source, target_format="cubin", arch="sm_90", compiler="nvrtc")
     assert bytes(cubin[:4]) == b"\x7fELF", cuda_path
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("cuda.bindings") is None, reason="needs cuda-bindings (dev extra)"
+)
+def test_fp32_cells_compile_ieee_division_and_other_precisions_keep_fast_math(monkeypatch):
+    """The PTX NVRTC makes of a division through TVM's own compile path: approximate under
+    TVM's --use_fast_math, correctly rounded (div.rn.f32) once an fp32 cell's options are set;
+    the options are added once, after what was there."""
+    from tvm.support.nvcc import compile_cuda
+
+    from bench.backends.tvm_cuda import NVRTC_EXTRA_ENV, use_nvrtc_math
+
+    for var in ("CUDA_PATH", NVRTC_EXTRA_ENV):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    use_nvrtc_headers()
+    kernel = (
+        'extern "C" __global__ void divide(float* a, const float* b) '
+        "{ a[threadIdx.x] = a[threadIdx.x] / b[threadIdx.x]; }"
+    )
+
+    def ptx() -> str:
+        return bytes(compile_cuda(kernel, target_format="ptx", arch="sm_90")).decode()
+
+    assert "fast_math" in use_nvrtc_math("fp16")
+    fast = ptx()
+    assert "div.rn.f32" not in fast and ("div.approx" in fast or "div.full" in fast)
+    before = os.environ.get(NVRTC_EXTRA_ENV, "")
+    record = use_nvrtc_math("fp32")
+    use_nvrtc_math("fp32")  # a second cell in the process adds nothing twice
+    assert (
+        os.environ[NVRTC_EXTRA_ENV]
+        == f"{before} --ftz=false --prec-div=true --prec-sqrt=true".strip()
+    )
+    assert "--prec-div=true" in record and "transcendental" in record
+    assert "div.rn.f32" in ptx()
 
 
 @pytest.mark.skipif(cuda_unavailable_reason() is None, reason="this host has a CUDA device")
