@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from bench.errors import UsageError
+from runner.gpu_access import GpuAccess, gpu_access
 from runner.matrix import ProblemsError, _Checker, _with_lines
 
 SCHEMES = ("unix", "tcp", "ssh")
@@ -254,7 +255,8 @@ class HostCheck:
 
     host: Host
     version: str | None = None
-    nvidia: bool = False
+    nvidia: bool = False  # GPUs reachable: the NVIDIA runtime or CDI devices
+    gpu: GpuAccess | None = None
     ncpu: int | None = None
     base_images: dict[str, bool] = field(default_factory=dict)
     free_disk_gib: float | None = None
@@ -268,10 +270,10 @@ class HostCheck:
             f"{b} {'present' if ok else 'absent'}" for b, ok in self.base_images.items()
         )
         disk = "?" if self.free_disk_gib is None else f"{self.free_disk_gib:.1f} GiB free"
-        nvidia = "present" if self.nvidia else "absent"
+        gpus = self.gpu.describe() if self.gpu else "absent"
         out = [
             f"{h.name} ({h.address}): docker {self.version}, {self.ncpu} CPUs, "
-            f"NVIDIA runtime {nvidia}, {disk}; base images: {bases}",
+            f"GPU access {gpus}, {disk}; base images: {bases}",
         ]
         out += [f"{h.name}: PROBLEM: {p}" for p in self.problems]
         return out
@@ -293,8 +295,8 @@ def check_engine(host: Host, bases: tuple[str, ...], timeout: float = 10) -> Hos
         check.problems.append(f"{type(exc).__name__}: {exc}"[:400])
         return check
     try:
-        runtimes = info.get("Runtimes", {}) or {}
-        check.nvidia = "nvidia" in runtimes
+        check.gpu = gpu_access(info)
+        check.nvidia = check.gpu.mode is not None
         check.ncpu = info.get("NCPU")
         for base in bases:
             check.base_images[base] = bool(client.images.list(name=base))
@@ -313,8 +315,7 @@ def check_engine(host: Host, bases: tuple[str, ...], timeout: float = 10) -> Hos
                 )
         if host.gpus and not check.nvidia:
             check.problems.append(
-                "the inventory lists GPUs but the engine has no NVIDIA runtime "
-                "(install nvidia-container-toolkit)"
+                f"the inventory lists GPUs but the engine cannot give them: {check.gpu.reason}"
             )
         cpus = [c for s in host.cpusets for c in s]
         if cpus and check.ncpu is not None and max(cpus) >= check.ncpu:

@@ -87,7 +87,10 @@ def why_not(cell: Cell, host: HostInfo, spec: HostsSpec) -> str | None:
             return f"label {key}={labels.get(key)!r}, the matrix asks for {value!r}"
     if not any(fits(cell, s) for s in slots(host)):
         if cell.device == "cuda":
-            return "no GPU (the inventory lists none and its engine has no NVIDIA runtime)"
+            return (
+                "no GPU (the inventory lists none and its engine gives none: no NVIDIA "
+                "runtime, no CDI)"
+            )
         biggest = max((len(c) for c in host.cpusets), default=0)
         return f"its largest CPU set has {biggest} CPUs, the cell asks for {cell.threads} threads"
     return None

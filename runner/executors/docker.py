@@ -43,6 +43,7 @@ from runner.executors.base import (
     cell_document,
     export_arguments,
 )
+from runner.gpu_access import gpu_access
 from runner.hosts import Host
 from runner.images import (
     BuildSettings,
@@ -127,12 +128,8 @@ class DockerExecutor(Executor):
         self.engine_wait_s = engine_wait_s
         self.images: dict[str, dict] = {}
         self._volumes: dict[Path, str] = {}  # remote: a folder's volume on that engine
-        runtimes = self.client.info().get("Runtimes", {})
-        self.gpu_reason = (
-            None
-            if "nvidia" in runtimes
-            else ("this Docker engine has no NVIDIA runtime (install nvidia-container-toolkit)")
-        )
+        self.gpu_access = gpu_access(self.client.info())
+        self.gpu_reason = self.gpu_access.reason
 
     def reconnect(self) -> bool:
         """A fresh client for a pool's engine whose connection broke (an ssh channel the
@@ -416,11 +413,7 @@ class DockerExecutor(Executor):
         }
         if job.cell.device == "cuda":
             # The pool's GPU slot (one GPU, exclusive), else every GPU of the engine.
-            limits["device_requests"] = [
-                docker.types.DeviceRequest(device_ids=list(job.gpus), capabilities=[["gpu"]])
-                if job.gpus
-                else docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
-            ]
+            limits["device_requests"] = [self.gpu_access.device_request(tuple(job.gpus))]
         return limits
 
     def _run_remote(self, job: CellJob) -> Outcome:

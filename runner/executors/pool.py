@@ -68,7 +68,8 @@ class PoolExecutor(Executor):
         self.ncpu = {n: int(m.client.info().get("NCPU") or 1) for n, m in self.members.items()}
         self.source = next((m for m in self.members.values() if not m.remote), None)
         gpu = any(info.gpus for info in self.host_infos())
-        self.gpu_reason = None if gpu else "no host of the pool has a GPU with the NVIDIA runtime"
+        no_gpu = "no host of the pool can give containers a GPU (NVIDIA runtime or CDI)"
+        self.gpu_reason = None if gpu else no_gpu
 
     # What placement and the manifest need.
     def host_infos(self) -> list[HostInfo]:

@@ -149,7 +149,10 @@ def test_doctor_checks_every_engine_and_says_what_is_wrong_with_each(tls_engine,
     )
     assert f"ns41 ({engine.address}): docker " in out
     assert "ns41: PROBLEM: no base image" in out  # a fresh engine holds no images
-    assert "ns41: PROBLEM: the inventory lists GPUs but the engine has no NVIDIA runtime" in out
+    assert (
+        "ns41: PROBLEM: the inventory lists GPUs but the engine cannot give them: this Docker "
+        "engine has no NVIDIA runtime and no CDI devices" in out
+    )
     assert f"nobody (tcp://{engine.ip}:2399): UNREACHABLE: " in out
     assert "not ready: ns41, nobody" in before.stderr
 
