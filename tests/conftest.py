@@ -14,6 +14,17 @@ from bench.export import ExportSpec, export
 _AFFINITY = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """GPU-positive tests (`@pytest.mark.gpu`) run where a CUDA device is visible and are
+    skipped, with the driver's reason, everywhere else."""
+    from bench.backends.cuda import cuda_unavailable_reason
+
+    gpu_tests = [item for item in items if "gpu" in item.keywords]
+    if gpu_tests and (reason := cuda_unavailable_reason()):
+        for item in gpu_tests:
+            item.add_marker(pytest.mark.skip(reason=f"no CUDA device here: {reason}"))
+
+
 @pytest.fixture(autouse=True)
 def _restore_cpu_affinity():
     """A backend loaded in the test process may pin it (TVM's thread pool binds the calling
