@@ -19,7 +19,7 @@ from bench.fsutil import atomic_write_text
 from bench.measure.parity import finite_or_none
 from bench.measure.sections import ONE_SLOT_LATENCY
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA_PATH = Path(__file__).parent / "schema" / "result.schema.json"
 STATUSES = ("ok", "failed", "skipped", "unsupported")
 
@@ -78,12 +78,19 @@ def _v4_to_v5(doc: dict) -> dict:
     return {**doc, "schema_version": 5}
 
 
+def _v5_to_v6(doc: dict) -> dict:
+    """Version 6 added `memory` (the process's and container's peaks, the model's size on
+    disk); a version 5 result measured none of it."""
+    return {**doc, "memory": None, "schema_version": 6}
+
+
 # version n -> function upgrading a document of version n to n+1.
 _UPGRADES: dict[int, Callable[[dict], dict]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
     3: _v3_to_v4,
     4: _v4_to_v5,
+    5: _v5_to_v6,
 }
 
 
@@ -105,6 +112,7 @@ class CellResult:
     timing: dict | None = None
     compute_timing: dict | None = None  # device_compute_only scope, GPU cells
     gpu: dict | None = None  # clocks and peak memory, GPU cells
+    memory: dict | None = None  # peak resident memory, container peak, size on disk
     parity: dict | None = None
     run_id: str | None = None
     bench_version: str = __version__

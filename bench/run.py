@@ -28,6 +28,7 @@ from bench.measure import device_busy
 from bench.measure import parity as parity_mod
 from bench.measure.fingerprint import fingerprint
 from bench.measure.gpu import GpuMonitor
+from bench.measure.memory import ProcessMemory, container_peak, sizes
 from bench.measure.noise import NoiseProbe
 from bench.measure.sections import round_section
 from bench.measure.threads import ThreadProbe
@@ -158,13 +159,19 @@ def _measure_own_loop(
     return runtime, section, None, parity
 
 
-def _loop_marks(monitor: GpuMonitor | None, scope: str) -> Callable[[str], None] | None:
-    """The GPU monitor's reading at each end of one timed loop (None without a monitor)."""
-    if monitor is None:
+def _loop_marks(
+    monitor: GpuMonitor | None, scope: str, memory: ProcessMemory | None = None
+) -> Callable[[str], None] | None:
+    """What runs at each end of one timed loop: the GPU monitor's readings, and for the main
+    loop the process's memory peak (reset at its start, read at its end)."""
+    if monitor is None and memory is None:
         return None
 
     def mark(phase: str) -> None:
-        (monitor.loop_started if phase == "start" else monitor.loop_ended)(scope)
+        if monitor is not None:
+            (monitor.loop_started if phase == "start" else monitor.loop_ended)(scope)
+        if memory is not None:
+            (memory.loop_started if phase == "start" else memory.loop_ended)()
 
     return mark
 
@@ -176,11 +183,13 @@ def _measure(
     timing: TimingConfig,
     monitor: GpuMonitor | None,
     where: RoundInfo,
+    memory: ProcessMemory,
 ) -> tuple[dict, dict, dict | None, dict | None]:
     """Run the cell's phases in order; returns (runtime, timing, compute timing, parity)."""
     if backend.runs_own_loop:
         return _measure_own_loop(backend, artifact, cell, timing, where)
     load_ms = _timed_ms(backend.load)
+    memory.loaded()
     inputs = artifact.inputs
     feed = {
         artifact.input_name: np.ascontiguousarray(
@@ -194,7 +203,7 @@ def _measure(
     run = time_calls(
         slowed(lambda: backend.infer(feed), slowdown),
         timing,
-        on_measure=_loop_marks(monitor, backend.timing_scope),
+        on_measure=_loop_marks(monitor, backend.timing_scope, memory),
     )
     busy, noise = threads.report(cell.threads), probe.report()
     timing_section = _timing_section(
@@ -289,11 +298,14 @@ def run_cell(
     if cell.device == "cuda" and cuda_unavailable_reason() is None:
         monitor = GpuMonitor()
         monitor.start()  # before load: an engine build's memory counts in the cell's peak
+    memory, own_loop, model_files = ProcessMemory(), False, []
     try:
         with entry.load_class()(artifact, cell) as backend:
+            own_loop = backend.runs_own_loop
             result.runtime, result.timing, result.compute_timing, result.parity = _measure(
-                backend, artifact, cell, timing, monitor, where
+                backend, artifact, cell, timing, monitor, where, memory
             )
+            model_files = backend.model_files()
     except Unsupported as exc:
         result.status, result.reason = "unsupported", str(exc)
     except DeviceUnavailable as exc:
@@ -302,6 +314,13 @@ def run_cell(
         result.status = "failed"
         result.reason = f"{type(exc).__name__}: {exc}"
         result.log_tail = "".join(traceback.format_exc().splitlines(True)[-LOG_TAIL_LINES:])
+    if result.status == "ok":
+        result.memory = {
+            # A native runner's process is not this one: its memory is not read from here.
+            "process": None if own_loop else memory.section(),
+            "container": container_peak(),
+            "size": sizes(model_files, result.runtime),
+        }
     if monitor and monitor.reader:
         result.gpu = monitor.finish()
         for key in ("cuda_version", "cudnn_version"):  # the framework's own, from its runtime

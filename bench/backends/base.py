@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -147,6 +148,12 @@ class Backend(ABC):
     def run_staged(self) -> None:
         """Run on the staged batch; returns when the device has finished."""
         self._run_staged()
+
+    def model_files(self) -> list[Path]:
+        """The artifact's files this backend loads (its size on disk): the ONNX graph and any
+        external data beside it; a backend that loads other files says which."""
+        onnx = self.artifact.onnx_path
+        return [onnx, *sorted(onnx.parent.glob(onnx.name + ".data"))]
 
     @property
     def has_device_profiler(self) -> bool:

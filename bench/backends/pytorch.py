@@ -229,6 +229,9 @@ class TorchBackend(Backend):
     def profile_device_busy(self, runs: int) -> tuple[str, float | None]:
         return profile_device_busy(self._run_staged, runs)
 
+    def model_files(self) -> list[Path]:
+        return [self.artifact.weights_path] if self.artifact.weights_path else []
+
     def framework_version(self) -> str:
         return torch.__version__
 

@@ -40,10 +40,12 @@ def test_a_version_1_result_upgrades_to_one_without_gpu_sections():
         None,
         None,
     )
-    assert {k: v for k, v in new.items() if k not in ("compute_timing", "gpu", "timing")} == {
+    added = ("compute_timing", "gpu", "timing", "memory")  # by versions 2, 3 and 6
+    assert {k: v for k, v in new.items() if k not in added} == {
         **{k: v for k, v in old.items() if k != "timing"},
         "schema_version": SCHEMA_VERSION,
     }
+    assert new["memory"] is None
 
 
 def test_a_version_2_result_upgrades_to_a_cell_of_one_round():
