@@ -62,7 +62,9 @@ def latency(results: list[CellResult], out: Path) -> list[Path]:
         x = np.arange(len(group))
         ax.bar(x, med, yerr=[low, high], capsize=4, color="#4c72b0")
         ax.set_xticks(x, [_cell_name(r) for r in group], fontsize=7)
-        ax.set_ylabel("latency, ms (95% interval over rounds)")
+        # Log scale: a cell 90x slower than the rest must not flatten them into the axis.
+        ax.set_yscale("log")
+        ax.set_ylabel("latency, ms, log scale (95% interval over rounds)")
         ax.set_title(f"{model} on {device}")
     return _save(fig, out, "latency")
 

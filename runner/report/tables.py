@@ -361,8 +361,21 @@ def problem_rows(results: list[CellResult]) -> list[tuple[str, ...]]:
 
 
 def terminal(results: list[CellResult], band: float = DEFAULT_EQUIVALENCE_BAND) -> str:
-    """The summary printed at the end of a run: one table per device and model."""
+    """The summary printed at the end of a run: the answer first, then one table per device
+    and model."""
+    from runner.report import answer  # answer builds on this module
+
     parts = []
+    if items := answer.answers(results, band):
+        parts.append(
+            "The answer\n"
+            + tabulate(
+                answer.rows(items), answer.ANSWER_HEADERS, tablefmt="simple",
+                disable_numparse=True,
+            )
+            + "\n"
+            + answer.ANSWER_LEGEND.format(band=band)
+        )  # fmt: skip
     for (device, model), group in groups(results).items():
         rows = main_rows(group, results, band)
         if rows:

@@ -1,4 +1,5 @@
-"""Writing a report into a run folder: report.md, report.html, plots/, results.csv.
+"""Writing a report into a run folder: report.md, report.html, report.json, plots/,
+results.csv. Each leads with the answer (runner/report/answer.py), then the detail.
 
 Several runs (e.g. from several hosts) make one report: their results are tabled together
 and an extra table puts each host's median side by side.
@@ -7,8 +8,7 @@ and an extra table puts each host's median side by side.
 from __future__ import annotations
 
 import base64
-import csv
-import io
+import json
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader
@@ -21,67 +21,11 @@ from bench.measure.cpu_id import identity_key
 from bench.measure.rounds import DEFAULT_EQUIVALENCE_BAND
 from bench.models import OVERHEAD_PROBE
 from bench.result import CellResult
-from runner.report import boundary, estimates, plots, tables
+from runner.report import answer, boundary, costs, estimates, plots, summary, tables
+from runner.report.csv_rows import csv_text
 from runner.report.hosts import hosts_section, pool_hosts
 from runner.report.runs import Run
 from runner.report.section import Section
-
-CSV_FIELDS = (
-    "run_id",
-    "host",
-    "model",
-    "framework",
-    "version",
-    "options",
-    "device",
-    "precision",
-    "batch_size",
-    "threads",
-    "status",
-    "reason",
-    "median_ms",
-    "ci95_low_ms",
-    "ci95_high_ms",
-    "mean_ms",
-    "p90_ms",
-    "p95_ms",
-    "p99_ms",
-    "min_ms",
-    "max_ms",
-    "std_ms",
-    "iqr_ms",
-    "samples",
-    "throughput_sps",
-    "speedup_vs_torch",
-    "speedup_ci95_low",
-    "speedup_ci95_high",
-    "speedup_verdict",
-    "latency_ms",
-    "latency_ci95_low_ms",
-    "latency_ci95_high_ms",
-    "latency_method",
-    "rounds",
-    "noisy_rounds",
-    "achieved_gflops_per_s",
-    "load_ms",
-    "cold_ms",
-    "compute_median_ms",
-    "compute_ci95_low_ms",
-    "compute_ci95_high_ms",
-    "peak_gpu_memory_mib",
-    "clocks_dropped",
-    "precision_run",
-    "parity_verdict",
-    "worst_rel_l2",
-    "worst_max_abs_err",
-    "top1_agreement",
-    "top5_overlap",
-    "framework_version",
-    "image",
-    "image_digest",
-    "timing_scope",
-    "cpu",
-)
 
 
 def _all_results(runs: list[Run]) -> list[CellResult]:
@@ -101,6 +45,9 @@ def sections(
         if runs == 1 and (best := tables.best_rows(group, band)):
             title = f"{model} on {device}: best configuration per framework"
             out.append(Section(title, tables.BEST_HEADERS, best))
+        if cost_rows := costs.rows(group):
+            title = f"{model} on {device}: load, cold start, compile, tuning, memory, size"
+            out.append(Section(title, costs.COST_HEADERS, cost_rows))
         if detections := tables.detection_rows(group):
             title = f"{model} on {device}: detection parity"
             out.append(Section(title, tables.DETECTION_HEADERS, detections))
@@ -201,11 +148,28 @@ def _executor(manifest: dict) -> str:
     return name
 
 
+def answer_section(results: list[CellResult], band: float) -> Section | None:
+    """The report's first table: the answer per model, device and batch."""
+    if not (items := answer.answers(results, band)):
+        return None
+    return Section("The answer", answer.ANSWER_HEADERS, answer.rows(items))
+
+
 def markdown(runs: list[Run]) -> str:
     results = _all_results(runs)
+    band = estimates.band_of([run.manifest for run in runs])
     lines = ["# deploybench report", ""]
     if warning := cpu_warning(runs):
         lines += [f"**{warning}**", ""]
+    if first := answer_section(results, band):
+        lines += [
+            f"## {first.title}",
+            "",
+            tabulate(first.rows, first.headers, tablefmt="github", disable_numparse=True),
+            "",
+            answer.ANSWER_LEGEND.format(band=band),
+            "",
+        ]
     for env in environment(runs):
         lines += [
             f"- run `{env['run']}` on {env['host']} ({env['state']}, {env['started']} to "
@@ -221,7 +185,6 @@ def markdown(runs: list[Run]) -> str:
             f"{h['engine']}; images {h['images']}",
         ]
     scopes = sorted({t["scope"] for r in results for t in (r.timing, r.compute_timing) if t})
-    band = estimates.band_of([run.manifest for run in runs])
     lines += [
         "",
         "Timing scope: " + "; ".join(f"`{s}`: {SCOPE_DESCRIPTIONS[s]}" for s in scopes),
@@ -250,80 +213,6 @@ def markdown(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
-def csv_text(runs: list[Run]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, CSV_FIELDS)
-    writer.writeheader()
-    all_results = _all_results(runs)
-    band = estimates.band_of([run.manifest for run in runs])
-    for run in runs:
-        for r in run.results:
-            c, s = r.cell, (r.timing or {}).get("stats", {})
-            p, rt, t = r.parity or {}, r.runtime or {}, r.timing or {}
-            cs = (r.compute_timing or {}).get("stats", {})
-            up = tables.speedup(r, all_results, band) if r.status == "ok" else None
-            est = t.get("estimate") or {}
-            writer.writerow(
-                {
-                    "run_id": run.run_id,
-                    "host": c.get("host") or run.host,
-                    "model": c["model"],
-                    "framework": c["framework"],
-                    "version": c.get("version") or "",
-                    "options": ";".join(f"{k}={v}" for k, v in sorted(c["options"].items())),
-                    "device": c["device"],
-                    "precision": c["precision"],
-                    "batch_size": c["batch_size"],
-                    "threads": c["threads"],
-                    "status": r.status,
-                    "reason": r.reason or "",
-                    "median_ms": s.get("median_ms"),
-                    "ci95_low_ms": s.get("median_ci95_low_ms"),
-                    "ci95_high_ms": s.get("median_ci95_high_ms"),
-                    "mean_ms": s.get("mean_ms"),
-                    "p90_ms": s.get("p90_ms"),
-                    "p95_ms": s.get("p95_ms"),
-                    "p99_ms": s.get("p99_ms"),
-                    "min_ms": s.get("min_ms"),
-                    "max_ms": s.get("max_ms"),
-                    "std_ms": s.get("std_ms"),
-                    "iqr_ms": s.get("iqr_ms"),
-                    "samples": s.get("count"),
-                    "throughput_sps": t.get("throughput_sps"),
-                    "speedup_vs_torch": up and up.value,
-                    "speedup_ci95_low": up and up.low,
-                    "speedup_ci95_high": up and up.high,
-                    "speedup_verdict": up and up.verdict.word,
-                    "latency_ms": est.get("value"),
-                    "latency_ci95_low_ms": est.get("low"),
-                    "latency_ci95_high_ms": est.get("high"),
-                    "latency_method": est.get("method"),
-                    "rounds": len(t.get("rounds", [])) or None,
-                    "noisy_rounds": estimates.noisy_rounds(r) if r.timing else None,
-                    "achieved_gflops_per_s": t.get("achieved_gflops_per_s"),
-                    "load_ms": t.get("load_ms"),
-                    "cold_ms": t.get("cold_ms"),
-                    "compute_median_ms": cs.get("median_ms"),
-                    "compute_ci95_low_ms": cs.get("median_ci95_low_ms"),
-                    "compute_ci95_high_ms": cs.get("median_ci95_high_ms"),
-                    "peak_gpu_memory_mib": (r.gpu or {}).get("peak_memory_mib"),
-                    "clocks_dropped": (r.gpu or {}).get("clocks_dropped"),
-                    "precision_run": rt.get("precision_run"),
-                    "parity_verdict": p.get("verdict"),
-                    "worst_rel_l2": p.get("worst_rel_l2"),
-                    "worst_max_abs_err": p.get("worst_max_abs_err"),
-                    "top1_agreement": p.get("top1_agreement"),
-                    "top5_overlap": p.get("top5_overlap"),
-                    "framework_version": rt.get("framework_version"),
-                    "image": r.environment.get("container", {}).get("image"),
-                    "image_digest": r.environment.get("container", {}).get("image_digest"),
-                    "timing_scope": t.get("scope"),
-                    "cpu": describe_cpu(r.environment.get("cpu", {})),
-                }
-            )
-    return buffer.getvalue()
-
-
 def html(runs: list[Run], plot_files: list[Path]) -> str:
     results = _all_results(runs)
     # Always escaped: reasons, options and model names are text from cells and users, and
@@ -332,7 +221,10 @@ def html(runs: list[Run], plot_files: list[Path]) -> str:
     pngs = [p for p in plot_files if p.suffix == ".png"]
     images = [{"name": p.stem, "data": base64.b64encode(p.read_bytes()).decode()} for p in pngs]
     scopes = sorted({t["scope"] for r in results for t in (r.timing, r.compute_timing) if t})
+    band = estimates.band_of([run.manifest for run in runs])
     return env.get_template("report.html.j2").render(
+        answer=answer_section(results, band),
+        answer_legend=answer.ANSWER_LEGEND.format(band=band),
         cpu_warning=cpu_warning(runs),
         environments=environment(runs),
         pool_hosts=pool_hosts(runs),
@@ -353,6 +245,18 @@ def html(runs: list[Run], plot_files: list[Path]) -> str:
     )
 
 
+def json_text(runs: list[Run]) -> str:
+    """report.json, validated against its schema before it is written."""
+    band = estimates.band_of([run.manifest for run in runs])
+    lines = [
+        {k: env[k] for k in ("run", "host", "cpu", "state", "started", "finished")}
+        for env in environment(runs)
+    ]
+    doc = summary.report_json(_all_results(runs), lines, band)
+    summary.validate(doc)
+    return json.dumps(doc, indent=1, allow_nan=False) + "\n"
+
+
 def write_report(runs: list[Run], out: Path) -> list[Path]:
     """Write every part of the report into `out`; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
@@ -361,5 +265,6 @@ def write_report(runs: list[Run], out: Path) -> list[Path]:
         atomic_write_text(out / "report.md", markdown(runs)),
         atomic_write_text(out / "results.csv", csv_text(runs)),
         atomic_write_text(out / "report.html", html(runs, plot_files)),
+        atomic_write_text(out / "report.json", json_text(runs)),
     ]
     return written + plot_files

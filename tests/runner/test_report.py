@@ -94,7 +94,11 @@ def test_html_renders_in_chromium_with_tables_and_images(report_run, tmp_path):
     probe = (
         "<script>window.addEventListener('load', () => { document.body.dataset.images = "
         "[...document.images].filter(i => i.naturalWidth > 0).length; "
-        "document.body.dataset.tables = document.querySelectorAll('table').length; });</script>"
+        "document.body.dataset.tables = document.querySelectorAll('table').length; "
+        "const answer = document.querySelector('table.answer'); "
+        "document.body.dataset.answerFirst = answer !== null && "
+        "document.querySelector('table') === answer && answer.offsetHeight > 0 && "
+        "answer.getBoundingClientRect().top < window.innerHeight; });</script>"
     )
     page.write_text((run_dir / "report.html").read_text().replace("</body>", probe + "</body>"))
     flags = [
@@ -115,7 +119,9 @@ def test_html_renders_in_chromium_with_tables_and_images(report_run, tmp_path):
         timeout=120,
     ).stdout
     assert 'data-images="6"' in dom  # latency, speedup, rounds, distribution, throughput, parity
-    assert 'data-tables="4"' in dom  # environment, results, best configuration, problems
+    # the answer, environment, results, best configuration, start-up costs, problems
+    assert 'data-tables="6"' in dom
+    assert 'data-answer-first="true"' in dom  # the first table, laid out on the first screen
     ARTIFACTS_OUT.mkdir(exist_ok=True)
     shot = ARTIFACTS_OUT / "report.png"
     subprocess.run(
