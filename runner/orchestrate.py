@@ -32,6 +32,7 @@ from runner.images import export_framework
 from runner.manifest import Manifest, now
 from runner.matrix import Matrix
 from runner.placement import Slot, fits
+from runner.progress import Eta
 from runner.rounds import merge_cell_rounds, stop_reason
 
 if TYPE_CHECKING:
@@ -312,6 +313,8 @@ class MatrixRun:
             order = plan.order(_active(self.cells, self._tally, index), index)
             record["orders"][str(index)] = [c.id for c, _ in order]
             self._counter = [0, len(order)]
+            parallel = len(self.pool.executor.slots()) if self.pool is not None else 1
+            self._eta = Eta(len(order), parallel)
             if self.pool is None:
                 for cell, position in order:
                     self._one(cell, position, index, artifacts, summary, None)
@@ -345,7 +348,7 @@ class MatrixRun:
             i, n = self._counter
         tag = f"round {index}/{self.plan.limit} " if self.plan.multi else ""
         path, _ = self._round_paths(cell, index)
-        note = ""
+        note, ran_s = "", None
         if result is None:
             result = self._reusable(cell, path, artifacts[cell.model])
             if result:
@@ -354,7 +357,9 @@ class MatrixRun:
             else:
                 where = f" on {slot.name}" if slot is not None else ""
                 self.log(f"[{tag}{i}/{n}] {cell.id}{where} ...")
+                t0 = time.monotonic()
                 result = self._run_cell(cell, artifacts[cell.model], index, position, slot)
+                ran_s = time.monotonic() - t0
         if self._stopping.is_set():
             return result  # interrupted: the cell was killed, not measured; resume runs it
         with self._lock:
@@ -371,7 +376,13 @@ class MatrixRun:
                 **({"host": cell.host} if cell.host else {}),
             }
             self.manifest.write(self.opts.run_dir)
-        self.log(f"[{tag}{i}/{n}] {cell.id}: {_progress_word(result)}{note}")
+            if ran_s is None:
+                self._eta.done()
+            else:
+                self._eta.ran(ran_s)
+                note += f" ({ran_s:.0f} s)"
+            eta = self._eta.text()
+        self.log(f"[{tag}{i}/{n}] {cell.id}: {_progress_word(result)}{note}; {eta}")
         return result
 
     def _on_pool(
