@@ -75,10 +75,11 @@ def test_cells_run_in_their_own_images(
         assert container["image_digest"] == docker_executor.client.images.get(container["image"]).id
         # the other framework is not even installed in this image
         assert result.runtime["threads"] == 1
-        # its own container's cgroup peak, at least what the process itself held at its peak
+        # its own container's cgroup peak (which may be below the process's RSS: library pages
+        # already in the host's page cache are charged to whoever read them first)
         memory = result.memory
         assert memory["container"]["source"] is not None, memory["container"]
-        assert memory["container"]["peak_mib"] >= memory["process"]["peak_rss_load_mib"] > 50
+        assert memory["container"]["peak_mib"] > 10 and memory["process"]["peak_rss_load_mib"] > 50
         assert memory["size"]["artifact_bytes"] == (small_artifact.onnx_path.stat().st_size)
     cells = summary.run_dir / "cells"
     for file in cells.glob("*.json"):

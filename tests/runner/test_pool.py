@@ -166,7 +166,8 @@ def test_a_matrix_runs_on_three_engines_one_over_ssh_in_parallel(pool, tmp_path,
     ]
     # In parallel: every cell started before the first one ended.
     lines = [line for line in out.splitlines() if line.startswith("[")]
-    first_end = next(i for i, line in enumerate(lines) if line.endswith(("parity pass", "FAIL")))
+    # a cell's end: its outcome, then its time and the run's ETA
+    first_end = next(i for i, line in enumerate(lines) if "parity pass (" in line or "FAIL" in line)
     assert sum(line.endswith(" ...") for line in lines[:first_end]) == 3, out
     manifest = _manifest(tmp_path, "each")
     hosts = manifest["pool"]["hosts"]
