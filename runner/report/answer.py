@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from bench.measure.rounds import DEFAULT_EQUIVALENCE_BAND, compare_ratio
+from bench.measure.rounds import DEFAULT_EQUIVALENCE_BAND
 from bench.result import CellResult
 from runner.report import estimates, tables
 
@@ -37,16 +37,6 @@ class Answer:
         return asdict(self)
 
 
-def _best_per_framework(cells: list[CellResult]) -> list[CellResult]:
-    """Each framework's fastest passing cell, fastest first."""
-    best: dict[str, CellResult] = {}
-    for r in cells:
-        key = tables.framework_name(r.cell)
-        if key not in best or estimates.latency(r).value < estimates.latency(best[key]).value:
-            best[key] = r
-    return sorted(best.values(), key=lambda r: estimates.latency(r).value)
-
-
 def answer_for(
     model: str,
     device: str,
@@ -57,19 +47,16 @@ def answer_for(
 ) -> Answer:
     """The answer for one group's cells of one batch size (`results`: where its reference is)."""
     ok = [r for r in cells if r.status == "ok" and r.timing]
-    passing = [r for r in ok if r.parity_passed]
-    ranked = _best_per_framework(passing)
+    # The same ranking as the best-configuration table: each framework's fastest passing cell.
+    ranked = tables.best_per_framework(cells, batch)
     if not ranked:
         failed = len(ok)
         note = f"no cell passed parity ({failed} ran)" if failed else "no cell ran to a result"
         return Answer(model, device, batch, None, None, None, False, None, note=note)
     leader = ranked[0]
     lead_ms = estimates.latency(leader)
-    ties = [
-        f"{tables.label(r.cell)} {r.cell['precision']}"
-        for r in ranked[1:]
-        if compare_ratio(estimates.time_ratio(leader, r), band).word == "tie"
-    ]
+    tied = tables.tied_with_leader(ranked, band)
+    ties = [f"{tables.label(r.cell)} {r.cell['precision']}" for r in tied]
     faster_failed = sum(
         1 for r in ok if not r.parity_passed and estimates.latency(r).value < lead_ms.value
     )

@@ -247,7 +247,7 @@ BEST_HEADERS = (
 )
 
 
-def _best_per_framework(group: list[CellResult], batch: int) -> list[CellResult]:
+def best_per_framework(group: list[CellResult], batch: int) -> list[CellResult]:
     """Each framework's fastest cell of this batch whose parity passes, fastest first."""
     best: dict[str, CellResult] = {}
     for r in group:
@@ -257,6 +257,15 @@ def _best_per_framework(group: list[CellResult], batch: int) -> list[CellResult]
         if current is None or estimates.latency(r).value < estimates.latency(current).value:
             best[framework_name(r.cell)] = r
     return sorted(best.values(), key=lambda r: estimates.latency(r).value)
+
+
+def tied_with_leader(ranked: list[CellResult], band: float) -> list[CellResult]:
+    """The cells after the first (the leader) that cannot be told apart from it: their time
+    ratio's interval does not leave the equivalence band."""
+    leader = ranked[0]
+    return [
+        r for r in ranked[1:] if compare_ratio(estimates.time_ratio(leader, r), band).word == "tie"
+    ]
 
 
 def best_rows(
@@ -269,15 +278,11 @@ def best_rows(
     ship, so it is left out."""
     rows = []
     for batch in sorted({r.cell["batch_size"] for r in group}):
-        ranked = _best_per_framework(group, batch)
+        ranked = best_per_framework(group, batch)
         if not ranked:
             continue
         leader = ranked[0]
-        ties = {
-            id(r)
-            for r in ranked[1:]
-            if compare_ratio(estimates.time_ratio(leader, r), band).word == "tie"
-        }
+        ties = {id(r) for r in tied_with_leader(ranked, band)}
         for i, r in enumerate(ranked):
             top1 = (r.parity or {}).get("top1_agreement")
             versus = "-"
