@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from bench.errors import UsageError
 from bench.frameworks import FRAMEWORKS
 from bench.models import check_model_name
+from bench.scenario_spec import SINGLE_STREAM, check_scenario
 
 DEVICES = ("cpu", "cuda")
 # "auto": what the framework runs when nobody asks; the precision it ran is read back, and
@@ -61,6 +62,10 @@ class Cell:
     # process of a run without an inventory. Part of its identity: the same cell on two hosts
     # is two cells, and a speed-up is computed within one host.
     host: str | None = None
+    # The load scenario (bench/scenario_spec.py) and its settings as sorted (key, value)
+    # pairs. Every cell measures single-stream latency; the others add the load generator's.
+    scenario: str = SINGLE_STREAM
+    scenario_options: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         check_model_name(self.model)
@@ -90,6 +95,8 @@ class Cell:
         # a misspelt option or value stops here and one setting has one spelling.
         options = framework.check_options(dict(self.options), self.device, self.precision)
         object.__setattr__(self, "options", options)
+        settings = check_scenario(self.scenario, dict(self.scenario_options))
+        object.__setattr__(self, "scenario_options", settings)
 
     @property
     def id(self) -> str:
@@ -98,6 +105,8 @@ class Cell:
         model = re.sub(r"[^A-Za-z0-9_.=-]", "_", self.model)
         framework = f"{self.framework}@{self.version}" if self.version else self.framework
         raw = f"{model}-{framework}-{self.device}-{self.precision}-b{self.batch_size}{opts}"
+        if self.scenario != SINGLE_STREAM:
+            raw += f"-{self.scenario}" + "".join(f"-{k}={v}" for k, v in self.scenario_options)
         if self.host:
             raw += f"-on-{self.host}"
         return re.sub(r"[^A-Za-z0-9_.=@-]", "_", raw)
@@ -108,9 +117,12 @@ class Cell:
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["options"] = dict(self.options)
+        d["scenario_options"] = dict(self.scenario_options)
         for key in ("version", "host"):  # absent, as in results written before they existed
             if d[key] is None:
                 del d[key]
+        if self.scenario == SINGLE_STREAM and not self.scenario_options:
+            del d["scenario"], d["scenario_options"]
         return d
 
 

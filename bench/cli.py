@@ -104,6 +104,18 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
         help="a framework option, e.g. channels_last=1 for torch (repeatable)",
     )
     p.add_argument(
+        "--scenario",
+        default="single_stream",
+        help="the load scenario: single_stream (default), offline, multi_stream or server",
+    )
+    p.add_argument(
+        "--scenario-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a scenario setting, e.g. p99_ms=50 for server (repeatable; bench/scenario_spec.py)",
+    )
+    p.add_argument(
         "--framework-version",
         metavar="V",
         help="the framework version the cell must run (another installed one: unsupported)",
@@ -230,6 +242,8 @@ def _cell_from_args(args: argparse.Namespace) -> tuple[Cell, TimingConfig]:
         threads=args.threads,
         options=parse_options(args.option),
         version=args.framework_version,
+        scenario=args.scenario,
+        scenario_options=parse_options(args.scenario_option),
     )
     timing = TimingConfig(
         args.warmup_iters,

@@ -19,7 +19,7 @@ from bench.fsutil import atomic_write_text
 from bench.measure.parity import finite_or_none
 from bench.measure.sections import ONE_SLOT_LATENCY
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 SCHEMA_PATH = Path(__file__).parent / "schema" / "result.schema.json"
 STATUSES = ("ok", "failed", "skipped", "unsupported")
 
@@ -84,6 +84,12 @@ def _v5_to_v6(doc: dict) -> dict:
     return {**doc, "memory": None, "schema_version": 6}
 
 
+def _v6_to_v7(doc: dict) -> dict:
+    """Version 7 added load scenarios (`cell.scenario`, the `scenario` section); a version 6
+    cell measured single-stream latency only, which is what a cell without them means."""
+    return {**doc, "scenario": None, "schema_version": 7}
+
+
 # version n -> function upgrading a document of version n to n+1.
 _UPGRADES: dict[int, Callable[[dict], dict]] = {
     1: _v1_to_v2,
@@ -91,6 +97,7 @@ _UPGRADES: dict[int, Callable[[dict], dict]] = {
     3: _v3_to_v4,
     4: _v4_to_v5,
     5: _v5_to_v6,
+    6: _v6_to_v7,
 }
 
 
@@ -113,6 +120,7 @@ class CellResult:
     compute_timing: dict | None = None  # device_compute_only scope, GPU cells
     gpu: dict | None = None  # clocks and peak memory, GPU cells
     memory: dict | None = None  # peak resident memory, container peak, size on disk
+    scenario: dict | None = None  # offline, multi-stream or server: the load generator's
     parity: dict | None = None
     run_id: str | None = None
     bench_version: str = __version__

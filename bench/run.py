@@ -34,6 +34,7 @@ from bench.measure.sections import round_section
 from bench.measure.threads import ThreadProbe
 from bench.measure.timing import TimingConfig, TimingRun, time_calls
 from bench.result import CellResult
+from bench.scenario_spec import SINGLE_STREAM
 
 LOG_TAIL_LINES = 40
 
@@ -306,6 +307,16 @@ def run_cell(
                 backend, artifact, cell, timing, monitor, where, memory
             )
             model_files = backend.model_files()
+            if cell.scenario != SINGLE_STREAM:
+                from bench.scenarios import run_scenario
+
+                result.scenario = run_scenario(
+                    backend,
+                    artifact,
+                    cell,
+                    result.timing["stats"]["median_ms"],
+                    lambda other: entry.load_class()(artifact, other),
+                )
     except Unsupported as exc:
         result.status, result.reason = "unsupported", str(exc)
     except DeviceUnavailable as exc:

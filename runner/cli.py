@@ -238,6 +238,7 @@ def _settings(args: argparse.Namespace) -> object:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from runner.orchestrate import MatrixRun, RunOptions
+    from runner.report import scenarios
     from runner.report.tables import terminal
 
     if args.hosts:  # the cells run on the pool's hosts: their CPU sets bound the threads
@@ -311,7 +312,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if (message := full_disk_message(exc)) is None:
             raise
         raise UsageError(f"{message}; then continue with: {resume}") from exc
-    print(terminal(summary.results, matrix.equivalence_band))
+    print(terminal(scenarios.single_stream_view(summary.results), matrix.equivalence_band))
+    if load := scenarios.terminal(summary.results):
+        print(f"\n{load}")
     if executor_note:
         log(f"\nNOTE: {executor_note}")
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))

@@ -24,6 +24,7 @@ from bench.frameworks import FRAMEWORKS
 from bench.measure.rounds import DEFAULT_EQUIVALENCE_BAND
 from bench.measure.timing import TimingConfig
 from bench.models import MODELS, is_onnx_model
+from bench.scenario_spec import SCENARIOS, SINGLE_STREAM, check_scenario
 from runner.executors.base import parse_memory
 from runner.images import built_versions
 from runner.placement import HostsSpec
@@ -69,6 +70,8 @@ TOP_KEYS = (
     "versions",
     "exclude",
     "hosts",
+    "scenarios",
+    "scenario_options",
     *ROUND_KEYS,
 )
 HOSTS_KEYS = ("each", "names", "labels")
@@ -172,6 +175,8 @@ def _axis_valid(axis: str, value: Any, check: _Checker, path: tuple) -> None:
         check.choice(path, value, DEVICES, "device")
     elif axis == "precisions":
         check.choice(path, value, PRECISIONS, "precision")
+    elif axis == "scenarios":
+        check.choice(path, value, list(SCENARIOS), "scenario")
     elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
         check.add(path, f"batch size must be a positive integer, not {value!r}")
 
@@ -197,7 +202,7 @@ def _check_excludes(doc: dict, check: _Checker) -> list[dict]:
     if not isinstance(excludes, list):
         check.add(("exclude",), "must be a list of {axis: value} mappings")
         return []
-    singular = {v: k for k, v in AXES.items()}
+    singular = {**{v: k for k, v in AXES.items()}, "scenario": "scenarios"}
     for i, rule in enumerate(excludes):
         if not isinstance(rule, dict) or not rule:
             check.add(("exclude", i), "must be a non-empty mapping such as {framework: tvm}")
@@ -353,6 +358,35 @@ def _check_hosts(doc: dict, check: _Checker) -> HostsSpec:
     )
 
 
+def _check_scenarios(doc: dict, check: _Checker) -> list[tuple[str, tuple]]:
+    """`scenarios: [single_stream, offline, ...]` (default: single_stream) and
+    `scenario_options: {scenario: {setting: value}}`: (scenario, its settings) per scenario."""
+    names = doc.get("scenarios", [SINGLE_STREAM])
+    if not isinstance(names, list) or not names:
+        check.add(("scenarios",), f"must be a non-empty list of: {', '.join(SCENARIOS)}")
+        return []
+    settings = doc.get("scenario_options", {}) or {}
+    if not isinstance(settings, dict):
+        check.add(("scenario_options",), "must map scenario -> {setting: value}")
+        settings = {}
+    for name in settings:
+        if name not in names:
+            check.add(("scenario_options", name), f"not a scenario of this matrix: {names}")
+    out = []
+    for i, name in enumerate(names):
+        if not check.choice(("scenarios", i), name, list(SCENARIOS), "scenario"):
+            continue
+        given = settings.get(name, {}) or {}
+        if not isinstance(given, dict):
+            check.add(("scenario_options", name), "must map setting -> value")
+            continue
+        try:
+            out.append((name, check_scenario(name, given)))
+        except UsageError as exc:
+            check.add(("scenario_options", name), str(exc))
+    return out
+
+
 def _cell_versions(model: str, framework: str, versions: dict[str, list[str]]) -> list[str | None]:
     """The versions a (model, framework) pair runs at: the model's pin, else the axis, else
     the default image's (None)."""
@@ -408,6 +442,7 @@ def parse_matrix(text: str, source: str = "<matrix>") -> Matrix:
     versions = _check_versions(doc, check, axes)
     plan, band = check_rounds(doc, check)
     hosts = _check_hosts(doc, check)
+    scenarios = _check_scenarios(doc, check)
     if check.problems:
         raise MatrixError(source, check.problems)
 
@@ -417,12 +452,23 @@ def parse_matrix(text: str, source: str = "<matrix>") -> Matrix:
         values = dict(zip(AXES.values(), combo, strict=True))
         if _excluded(values, rules):
             continue
-        for variant, version in itertools.product(
+        for variant, version, (scenario, settings) in itertools.product(
             option_variants(options.get(values["framework"], {})),
             _cell_versions(values["model"], values["framework"], versions),
+            scenarios,
         ):
+            if _excluded({**values, "scenario": scenario}, rules):
+                continue
             try:
-                cells.append(Cell(threads=threads, options=variant, version=version, **values))
+                cell = Cell(
+                    threads=threads,
+                    options=variant,
+                    version=version,
+                    scenario=scenario,
+                    scenario_options=settings,
+                    **values,
+                )
+                cells.append(cell)
             except UsageError as exc:  # an option of the wrong device or precision, a batch
                 check.add(("framework_options", values["framework"]), str(exc))
         fixed = _fixed_batch(values["model"])

@@ -19,7 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from bench.cell import Cell
 from bench.errors import DeviceUnavailable, Unsupported
 from bench.frameworks import FRAMEWORKS
 from bench.measure.timing import TimingConfig, TimingRun
+
+if TYPE_CHECKING:
+    from bench.measure.loadgen import Slots
 
 HOST_END_TO_END = "host_end_to_end"
 DEVICE_COMPUTE_ONLY = "device_compute_only"
@@ -83,6 +86,10 @@ class Backend(ABC):
     # True for a backend whose cell runs in another process with its own timing loop (the C++
     # runners): `bench.run` calls its `run_own_loop` instead of timing `infer` itself.
     runs_own_loop: ClassVar[bool] = False
+    # How the load scenarios (bench/scenarios.py) run requests at once on this framework:
+    # None where its `infer` may be called from several threads at once (one session or
+    # model, its own thread pool shared); else why it serves one request at a time.
+    serial_reason: ClassVar[str | None] = "its runtime is not known to be safe to enter twice"
 
     def __init__(self, artifact: Artifact, cell: Cell) -> None:
         self.artifact = artifact
@@ -172,6 +179,24 @@ class Backend(ABC):
         """For `runs_own_loop` backends: after `load`, the cold call, every input's outputs
         and the timing loop on the first batch, all done by the backend's own process."""
         raise NotImplementedError(f"{self.name} is timed by bench.run")
+
+    def request_slots(self, n: int) -> Slots:
+        """At most `n` requests in flight on the loaded model, the framework's own way (a
+        serial framework: one, whatever n). OpenVINO overrides it with async requests."""
+        from bench.measure.loadgen import ThreadSlots
+
+        reason = self.concurrency_serial_reason()
+        if reason is None:
+            return ThreadSlots(self.infer, n, f"{n} thread(s) calling {self.name}'s infer at once")
+        return ThreadSlots(self.infer, 1, f"one request at a time: {reason}")
+
+    def concurrency_serial_reason(self) -> str | None:
+        """Why this cell serves one request at a time (None: several threads may infer)."""
+        return type(self).serial_reason
+
+    def preferred_in_flight(self) -> int:
+        """How many requests the framework would run at once when nobody says (server)."""
+        return 1
 
     def close(self) -> None:
         self._close()

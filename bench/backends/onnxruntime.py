@@ -66,6 +66,7 @@ def _denormals(options: ort.SessionOptions) -> str:
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    serial_reason = None  # InferenceSession.run may be called from several threads at once
 
     def _device_unavailable(self) -> str | None:
         return cuda_unavailable_reason() if self.cell.device == "cuda" else None

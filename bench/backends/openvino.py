@@ -37,6 +37,7 @@ from bench.backends import ov_nncf
 from bench.backends.base import Backend
 from bench.backends.cpu import bf16_unsupported_reason
 from bench.errors import Unsupported
+from bench.measure.loadgen import OnDone, Slots
 from bench.quantize import (
     calibration_record,
     int8_label,
@@ -77,8 +78,29 @@ def _first_cause(message: str) -> str:
     return f"cannot convert {match.group(1).strip()}; {message}" if match else message
 
 
+class AsyncRequests(Slots):
+    """OpenVINO's own concurrency for the load scenarios: n infer requests in an
+    AsyncInferQueue on the compiled model, which runs them on its streams (hint=throughput
+    compiles several; hint=latency one, so requests beyond it wait in the plugin)."""
+
+    def __init__(self, compiled: ov.CompiledModel, n: int) -> None:
+        super().__init__(n)
+        streams = compiled.get_property(props.num_streams)
+        self.mechanism = f"{n} OpenVINO async infer requests on {streams} stream(s)"
+        self.queue = ov.AsyncInferQueue(compiled, n)
+        self.queue.set_callback(lambda _request, on_done: self.finish(on_done, None))
+
+    def _launch(self, feed: dict[str, np.ndarray], on_done: OnDone) -> None:
+        self.queue.start_async({0: next(iter(feed.values()))}, on_done)
+
+    def close(self) -> None:
+        self.queue.wait_all()
+        super().close()
+
+
 class OpenVinoBackend(Backend):
     name = "openvino"
+    serial_reason = None  # its own async infer requests run requests at once (request_slots)
     handles_auto = True  # auto: no inference precision set; OpenVINO picks, it is read back
 
     def _load(self) -> None:
@@ -165,6 +187,12 @@ class OpenVinoBackend(Backend):
             name: np.concatenate([r.get_output_tensor(i).data.copy() for r in self.requests])
             for i, name in enumerate(self.output_names)
         }
+
+    def request_slots(self, n: int) -> Slots:
+        return AsyncRequests(self.compiled, n)
+
+    def preferred_in_flight(self) -> int:
+        return int(self.compiled.get_property(props.optimal_number_of_infer_requests))
 
     def framework_version(self) -> str:
         return ov.get_version()

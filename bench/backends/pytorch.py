@@ -79,6 +79,7 @@ def profile_device_busy(run: Callable[[], object], runs: int) -> tuple[str, floa
 
 class TorchBackend(Backend):
     name = "torch"
+    serial_reason = None  # eager inference_mode forwards may run in several threads at once
 
     def _device_unavailable(self) -> str | None:
         if self.cell.device != "cuda":
@@ -231,6 +232,13 @@ class TorchBackend(Backend):
 
     def model_files(self) -> list[Path]:
         return [self.artifact.weights_path] if self.artifact.weights_path else []
+
+    def concurrency_serial_reason(self) -> str | None:
+        if self.cuda_graphs:
+            return "a CUDA graph replays into one set of static buffers"
+        if self.compile_mode or self.cell.precision == "int8":
+            return "a torch.compile'd module is not documented as safe to call from threads"
+        return None
 
     def framework_version(self) -> str:
         return torch.__version__

@@ -95,6 +95,7 @@ class _PinnedArray:
 class TensorRtBackend(Backend):
     # TensorRT's own default would be fp32 with TF32 on: not a precision this project labels.
     name = "tensorrt"
+    serial_reason = "one execution context on one stream (a context per stream is not wired in)"
     auto_precision = None
 
     def __init__(self, artifact: Artifact, cell: Cell) -> None:

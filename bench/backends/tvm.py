@@ -101,6 +101,21 @@ def build_candidate(mod: tvm.IRModule, target: tvm.target.Target, _params: objec
     return build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
 
 
+# MetaSchedule's default of 30 s per candidate build drops candidates on a loaded 2-core host
+# (seen: a convolution's build took 35 s while Docker built an image); a dropped candidate is a
+# trial lost to the host, not to the schedule. Measurements keep the runner's own timeouts.
+CANDIDATE_BUILD_TIMEOUT_S = 180
+
+
+def tuning_workers(threads: int) -> dict[str, object]:
+    """tune_relax's builder (a process a thread, our build_candidate) and runner (one process:
+    measurements never overlap), as every MetaSchedule run here uses them."""
+    builder = ms.builder.LocalBuilder(
+        max_workers=threads, timeout_sec=CANDIDATE_BUILD_TIMEOUT_S, f_build=build_candidate
+    )
+    return {"builder": builder, "runner": ms.runner.LocalRunner()}
+
+
 def prepare_for_tuning(mod: tvm.IRModule, target: tvm.target.Target, prepack: bool) -> tvm.IRModule:
     """The passes static_shape_tuning_pipeline runs before it tunes (prepack: CPU only)."""
     with target:
@@ -141,6 +156,9 @@ def cpu_vm(mod: tvm.IRModule, threads: int) -> relax.VirtualMachine:
 
 class TvmBackend(Backend):
     name = "tvm"
+    # Decided: a Relax VirtualMachine keeps its registers in one object, so it is entered by
+    # one call at a time; a VM per thread would hold the weights N times.
+    serial_reason = "a TVM Relax VirtualMachine runs one call at a time"
 
     def _device_unavailable(self) -> str | None:
         return cuda_unavailable_reason() if self.cell.device == "cuda" else None
@@ -290,8 +308,7 @@ class TvmBackend(Backend):
             str(work_dir),
             self.trials,
             max_trials_per_task=self.per_task,
-            builder=ms.builder.LocalBuilder(max_workers=self.cell.threads, f_build=build_candidate),
-            runner=ms.runner.LocalRunner(),  # one process: measurements do not overlap
+            **tuning_workers(self.cell.threads),
             seed=0,
         )
         self.trials_run = valid_records(work_dir) - before

@@ -46,7 +46,7 @@ def tune_chunk(
     """`trials` more MetaSchedule trials into the database in `db_dir`; returns the seconds."""
     from tvm.s_tir import meta_schedule as ms
 
-    from bench.backends.tvm import build_candidate
+    from bench.backends.tvm import tuning_workers
 
     started = time.perf_counter()
     ms.relax_integration.tune_relax(
@@ -56,8 +56,7 @@ def tune_chunk(
         str(db_dir),
         trials,
         max_trials_per_task=per_task,
-        builder=ms.builder.LocalBuilder(max_workers=threads, f_build=build_candidate),
-        runner=ms.runner.LocalRunner(),
+        **tuning_workers(threads),
         seed=int(record_count(db_dir)),  # a new seed per chunk: not the same candidates again
     )
     return time.perf_counter() - started

@@ -22,6 +22,11 @@ CSV_FIELDS = (
     "precision",
     "batch_size",
     "threads",
+    "scenario",
+    "scenario_samples_per_s",
+    "scenario_best_batch_or_streams",
+    "server_p99_bound_ms",
+    "server_max_valid_rate_per_s",
     "status",
     "reason",
     "median_ms",
@@ -80,6 +85,18 @@ def _costs(r: CellResult) -> dict[str, object]:
     return {k: v for k, v in costs.figures(r).items() if k not in ("load_ms", "cold_ms")}
 
 
+def _scenario(r: CellResult) -> dict[str, object]:
+    """A load scenario's headline figures (runner/report/scenarios.py has the rest)."""
+    s = r.scenario or {}
+    return {
+        "scenario": r.cell.get("scenario", "single_stream"),
+        "scenario_samples_per_s": s.get("samples_per_s"),
+        "scenario_best_batch_or_streams": s.get("best_batch_size", s.get("best_streams")),
+        "server_p99_bound_ms": s.get("p99_bound_ms"),
+        "server_max_valid_rate_per_s": s.get("max_valid_rate_per_s"),
+    }
+
+
 def csv_text(runs: list[Run]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, CSV_FIELDS)
@@ -105,6 +122,7 @@ def csv_text(runs: list[Run]) -> str:
                     "precision": c["precision"],
                     "batch_size": c["batch_size"],
                     "threads": c["threads"],
+                    **_scenario(r),
                     "status": r.status,
                     "reason": r.reason or "",
                     "median_ms": s.get("median_ms"),

@@ -21,7 +21,7 @@ from bench.measure.cpu_id import identity_key
 from bench.measure.rounds import DEFAULT_EQUIVALENCE_BAND
 from bench.models import OVERHEAD_PROBE
 from bench.result import CellResult
-from runner.report import answer, boundary, costs, estimates, plots, summary, tables
+from runner.report import answer, boundary, costs, estimates, plots, scenarios, summary, tables
 from runner.report.csv_rows import csv_text
 from runner.report.hosts import hosts_section, pool_hosts
 from runner.report.runs import Run
@@ -30,6 +30,12 @@ from runner.report.section import Section
 
 def _all_results(runs: list[Run]) -> list[CellResult]:
     return [r for run in runs for r in run.results]
+
+
+def _latency_results(runs: list[Run]) -> list[CellResult]:
+    """What the latency tables, plots and the answer read: one single-stream measurement per
+    configuration (runner/report/scenarios.py)."""
+    return scenarios.single_stream_view(_all_results(runs))
 
 
 def sections(
@@ -156,7 +162,7 @@ def answer_section(results: list[CellResult], band: float) -> Section | None:
 
 
 def markdown(runs: list[Run]) -> str:
-    results = _all_results(runs)
+    results = _latency_results(runs)
     band = estimates.band_of([run.manifest for run in runs])
     lines = ["# deploybench report", ""]
     if warning := cpu_warning(runs):
@@ -194,7 +200,8 @@ def markdown(runs: list[Run]) -> str:
         "inputs, with the tolerance tier of the cell's precision.",
         "",
     ]
-    for section in [*sections(results, band, len(runs)), hosts_section(runs, band)]:
+    load = scenarios.sections(_all_results(runs))
+    for section in [*sections(results, band, len(runs)), hosts_section(runs, band), *load]:
         if section:
             lines += [
                 f"## {section.title}",
@@ -202,7 +209,9 @@ def markdown(runs: list[Run]) -> str:
                 tabulate(section.rows, section.headers, tablefmt="github", disable_numparse=True),
                 "",
             ]
-    problems = tables.problem_rows(results)
+    if load:
+        lines += [scenarios.LEGEND, ""]
+    problems = tables.problem_rows(_all_results(runs))
     if problems:
         lines += [
             "## Cells that did not run to a result",
@@ -214,7 +223,7 @@ def markdown(runs: list[Run]) -> str:
 
 
 def html(runs: list[Run], plot_files: list[Path]) -> str:
-    results = _all_results(runs)
+    results = _latency_results(runs)
     # Always escaped: reasons, options and model names are text from cells and users, and
     # select_autoescape() would not match the template's .html.j2 name.
     env = Environment(loader=PackageLoader("runner.report", "templates"), autoescape=True)
@@ -236,10 +245,12 @@ def html(runs: list[Run], plot_files: list[Path]) -> str:
             for s in [
                 *sections(results, estimates.band_of([r.manifest for r in runs]), len(runs)),
                 hosts_section(runs, estimates.band_of([r.manifest for r in runs])),
+                *scenarios.sections(_all_results(runs)),
             ]
             if s
         ],
-        problems=tables.problem_rows(results),
+        scenario_legend=scenarios.LEGEND if scenarios.sections(_all_results(runs)) else None,
+        problems=tables.problem_rows(_all_results(runs)),
         problem_headers=tables.PROBLEM_HEADERS,
         images=images,
     )
@@ -252,7 +263,7 @@ def json_text(runs: list[Run]) -> str:
         {k: env[k] for k in ("run", "host", "cpu", "state", "started", "finished")}
         for env in environment(runs)
     ]
-    doc = summary.report_json(_all_results(runs), lines, band)
+    doc = summary.report_json(_latency_results(runs), lines, band)
     summary.validate(doc)
     return json.dumps(doc, indent=1, allow_nan=False) + "\n"
 
@@ -260,7 +271,8 @@ def json_text(runs: list[Run]) -> str:
 def write_report(runs: list[Run], out: Path) -> list[Path]:
     """Write every part of the report into `out`; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
-    plot_files = plots.all_plots(_all_results(runs), out / "plots")
+    plot_files = plots.all_plots(_latency_results(runs), out / "plots")
+    plot_files += scenarios.plots(_all_results(runs), out / "plots")
     written = [
         atomic_write_text(out / "report.md", markdown(runs)),
         atomic_write_text(out / "results.csv", csv_text(runs)),

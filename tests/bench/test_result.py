@@ -40,12 +40,28 @@ def test_a_version_1_result_upgrades_to_one_without_gpu_sections():
         None,
         None,
     )
-    added = ("compute_timing", "gpu", "timing", "memory")  # by versions 2, 3 and 6
+    added = ("compute_timing", "gpu", "timing", "memory", "scenario")  # by versions 2, 3, 6, 7
     assert {k: v for k, v in new.items() if k not in added} == {
         **{k: v for k, v in old.items() if k != "timing"},
         "schema_version": SCHEMA_VERSION,
     }
-    assert new["memory"] is None
+    assert new["memory"] is None and new["scenario"] is None
+
+
+def test_a_version_6_result_is_a_single_stream_cell():
+    new = load_result(next(FIXTURES.glob("v6/ok*.json"))).to_dict()
+    assert new["scenario"] is None and "scenario" not in new["cell"]
+    validate(new)
+
+
+def test_the_scenario_fixtures_are_real_runs_of_their_scenario():
+    server = load_result(FIXTURES / f"v{SCHEMA_VERSION}" / "scenario-server-openvino.json")
+    assert server.cell["scenario"] == "server" and server.scenario["verdict"] == "VALID"
+    best = server.scenario["at_max_valid_rate"]
+    assert server.scenario["max_valid_rate_per_s"] == best["rate_per_s"]
+    offline = load_result(FIXTURES / f"v{SCHEMA_VERSION}" / "scenario-offline-onnxruntime.json")
+    sweep = offline.scenario["sweep"]
+    assert offline.scenario["best_batch_size"] in [p["batch_size"] for p in sweep]
 
 
 def test_a_version_2_result_upgrades_to_a_cell_of_one_round():

@@ -178,3 +178,41 @@ def test_a_batch_the_model_cannot_take_is_refused():
     )
     with pytest.raises(UsageError, match="maskrcnn_resnet50_fpn takes batch 1 only"):
         parse_matrix(text, "m.yaml")
+
+
+def test_scenarios_are_an_axis_with_settings_and_exclusions():
+    text = (
+        VALID.replace("batch_sizes: [1, 4]", "batch_sizes: [1]")
+        + """scenarios: [single_stream, server, offline]
+scenario_options:
+  server: {p99_ms: 50}
+"""
+    ).replace(
+        "  - {model: resnet50, batch_size: 4}", "  - {framework: openvino, scenario: offline}"
+    )
+    m = parse_matrix(text)
+    # 2 models x (torch fp32, onnxruntime fp32, openvino fp32 + bf16) x 3 scenarios, less
+    # openvino's offline cells (2 precisions x 2 models).
+    assert len(m.cells) == 2 * 4 * 3 - 4
+    server = [c for c in m.cells if c.scenario == "server"]
+    assert len(server) == 8 and {c.scenario_options for c in server} == {(("p99_ms", "50.0"),)}
+    assert not [c for c in m.cells if c.framework == "openvino" and c.scenario == "offline"]
+    assert len({c.id for c in m.cells}) == len(m.cells)
+    assert {c.scenario for c in parse_matrix(VALID).cells} == {"single_stream"}  # the default
+
+
+def test_bad_scenarios_and_settings_are_refused_with_their_place():
+    text = (
+        VALID
+        + """scenarios: [offline, batched]
+scenario_options:
+  offline: {max_batch: 0, depth: 2}
+  server: {p99_ms: 10}
+"""
+    )
+    with pytest.raises(MatrixError) as info:
+        parse_matrix(text, "bad.yaml")
+    problems = "\n".join(info.value.problems)
+    assert "scenarios[1] (line " in problems and "unknown scenario 'batched'; valid:" in problems
+    assert "scenario_options.server" in problems and "not a scenario of this matrix" in problems
+    assert "scenario offline setting max_batch must be >= 1" in problems

@@ -1,0 +1,321 @@
+"""The report's load-scenario part: the single-stream view the latency tables read, a table per
+scenario (offline, multi-stream, server) and their curves.
+
+Every cell measures single-stream latency before its scenario, so one configuration run under
+four scenarios has four single-stream measurements of itself. The latency tables, the answer
+and the best-configuration table read one of them (`single_stream_view`): the single_stream
+cell's where the matrix has it, else the first scenario's; nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+
+from bench.result import CellResult
+from bench.scenario_spec import SCENARIOS, SINGLE_STREAM
+from runner.report.section import Section
+from runner.report.tables import groups, label
+
+SCENARIO_ORDER = list(SCENARIOS)
+
+
+def scenario_of(result: CellResult) -> str:
+    return str(result.cell.get("scenario", SINGLE_STREAM))
+
+
+def _config_key(result: CellResult) -> tuple:
+    c = result.cell
+    return (
+        result.run_id,
+        c.get("host"),
+        c["model"],
+        c["framework"],
+        c.get("version"),
+        c["device"],
+        c["batch_size"],
+        c["precision"],
+        tuple(sorted(c.get("options", {}).items())),
+    )
+
+
+def single_stream_view(results: list[CellResult]) -> list[CellResult]:
+    """One scenario's results per configuration: single_stream's where there is one."""
+    chosen: dict[tuple, str] = {}
+    for r in results:
+        key, scenario = _config_key(r), scenario_of(r)
+        if key not in chosen or SCENARIO_ORDER.index(scenario) < SCENARIO_ORDER.index(chosen[key]):
+            chosen[key] = scenario
+    return [r for r in results if chosen[_config_key(r)] == scenario_of(r)]
+
+
+def _with(results: list[CellResult], scenario: str) -> list[CellResult]:
+    return [r for r in results if r.status == "ok" and scenario_of(r) == scenario and r.scenario]
+
+
+def _by_cell(results: list[CellResult]) -> dict[str, list[CellResult]]:
+    """A scenario cell's rounds together (a round per process), in matrix order."""
+    out: dict[str, list[CellResult]] = {}
+    for r in results:
+        key = "|".join(map(str, _config_key(r)))
+        out.setdefault(key, []).append(r)
+    return out
+
+
+def _median_text(values: list[float], digits: int = 1) -> str:
+    """The median over rounds, with the range when there are several: one round's figure is
+    one time slot's, not the figure of the configuration."""
+    if not values:
+        return "-"
+    middle = statistics.median(values)
+    if len(values) == 1:
+        return f"{middle:.{digits}f}"
+    low, high = min(values), max(values)
+    return f"{middle:.{digits}f} [{low:.{digits}f}..{high:.{digits}f}] x{len(values)}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _parity(r: CellResult) -> str:
+    return (r.parity or {}).get("verdict", "-")
+
+
+def _overhead(r: CellResult) -> str:
+    o = r.scenario["loadgen_overhead"]
+    return f"{o['closed_loop_p50_us']:.0f} / {o['open_loop_p99_us']:.0f}"
+
+
+OFFLINE_HEADERS = (
+    "framework",
+    "precision",
+    "best batch",
+    "samples/s at it",
+    "sweep: batch -> samples/s",
+    "stopped",
+    "parity",
+    "harness us (closed p50 / open p99)",
+)
+MULTI_HEADERS = (
+    "framework",
+    "precision",
+    "batch",
+    "N in flight",
+    "samples/s",
+    "p50 ms",
+    "p99 ms",
+    "how requests run at once",
+    "parity",
+)
+SERVER_HEADERS = (
+    "framework",
+    "precision",
+    "batch",
+    "p99 bound ms",
+    "max VALID rate /s",
+    "p50 / p99 / p99.9 ms at it",
+    "verdict",
+    "rates tried",
+    "how requests run at once",
+    "parity",
+)
+
+
+def _offline_rows(group: list[CellResult]) -> list[tuple[str, ...]]:
+    rows = []
+    for rounds in _by_cell(group).values():
+        r, s = rounds[0], rounds[0].scenario
+        sweep = ", ".join(f"{p['batch_size']}: {p['samples_per_s']:.1f}" for p in s["sweep"])
+        rows.append(
+            (
+                label(r.cell),
+                r.cell["precision"],
+                " ".join(sorted({str(x.scenario["best_batch_size"]) for x in rounds})),
+                _median_text([x.scenario["samples_per_s"] for x in rounds]),
+                sweep,
+                s["stopped"],
+                _parity(r),
+                _overhead(r),
+            )
+        )
+    return rows
+
+
+def _multi_rows(group: list[CellResult]) -> list[tuple[str, ...]]:
+    rows = []
+    for rounds in _by_cell(group).values():
+        r = rounds[0]
+        for i, point in enumerate(r.scenario["sweep"]):
+            same = [x.scenario["sweep"][i] for x in rounds if len(x.scenario["sweep"]) > i]
+            best = point["streams"] == r.scenario["best_streams"]
+            rows.append(
+                (
+                    label(r.cell) if i == 0 else "",
+                    r.cell["precision"] if i == 0 else "",
+                    str(r.cell["batch_size"]) if i == 0 else "",
+                    f"{point['streams']}{' (best)' if best else ''}",
+                    _median_text([p["samples_per_s"] for p in same]),
+                    _ms(point["p50_ms"]),
+                    _ms(point["p99_ms"]),
+                    point["mechanism"],
+                    _parity(r) if i == 0 else "",
+                )
+            )
+    return rows
+
+
+def _server_rows(group: list[CellResult]) -> list[tuple[str, ...]]:
+    rows = []
+    for rounds in _by_cell(group).values():
+        r, s = rounds[0], rounds[0].scenario
+        at = s["at_max_valid_rate"]
+        tails = (
+            "-"
+            if at is None
+            else f"{_ms(at['p50_ms'])} / {_ms(at['p99_ms'])} / {_ms(at['p999_ms'])}"
+        )
+        verdict = s["verdict"] if at else "INVALID: " + "; ".join(s["why_invalid"] or [])
+        rates = [x.scenario["max_valid_rate_per_s"] for x in rounds]
+        rows.append(
+            (
+                label(r.cell),
+                r.cell["precision"],
+                str(r.cell["batch_size"]),
+                f"{s['p99_bound_ms']:g}",
+                _median_text([v for v in rates if v is not None]),
+                tails,
+                verdict,
+                str(len(s["rates"])),
+                s["mechanism"],
+                _parity(r),
+            )
+        )
+    return rows
+
+
+def sections(results: list[CellResult]) -> list[Section]:
+    """A table per scenario, model and device."""
+    out = []
+    for scenario, title, headers, rows_of in (
+        ("offline", "offline: samples/s at the best batch", OFFLINE_HEADERS, _offline_rows),
+        ("multi_stream", "multi-stream: N requests in flight", MULTI_HEADERS, _multi_rows),
+        ("server", "server: Poisson arrivals, p99 under a bound", SERVER_HEADERS, _server_rows),
+    ):
+        for (device, model), group in groups(_with(results, scenario)).items():
+            out.append(Section(f"{model} on {device}, {title}", headers, rows_of(group)))
+    return out
+
+
+def terminal(results: list[CellResult]) -> str:
+    """The scenario tables of the summary printed at the end of a run ("" without any)."""
+    from tabulate import tabulate
+
+    parts = [
+        f"{s.title}\n" + tabulate(s.rows, s.headers, tablefmt="simple", disable_numparse=True)
+        for s in sections(results)
+    ]
+    return "\n\n".join(parts)
+
+
+LEGEND = (
+    "Scenarios (MLPerf LoadGen's): every cell first measures single-stream latency (the tables "
+    "above), then its scenario in the same process. offline: one batch in flight, batch "
+    "doubled until a doubling gains under the threshold; multi-stream: N clients each keeping "
+    "one request in flight; server: Poisson arrivals (seeded), latency from the scheduled "
+    "arrival (queueing included), VALID when p99 <= the bound over at least the minimum "
+    "queries and seconds. Tail percentiles are nearest-rank; p99.9 is shown from 1000 "
+    "queries on. Figures are medians over rounds [range] when a cell ran several. harness "
+    "us: the load generator's own latency on a model that does nothing, in the same process."
+)
+
+
+PointsOf = Callable[[CellResult], tuple[list[float], list[float]]]
+
+
+def _curve_plot(
+    results: list[CellResult],
+    out: Path,
+    name: str,
+    points_of: PointsOf,
+    axes_text: tuple[str, str, str],
+    log_x: bool = True,
+    bound_of: Callable[[CellResult], float] | None = None,
+) -> list[Path]:
+    """One panel per model and device, a line per configuration (its first round)."""
+    x_label, y_label, title = axes_text
+    grouped = list(groups(results).items())
+    if not grouped:
+        return []
+    cols = min(len(grouped), 2)
+    rows = (len(grouped) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.8 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[len(grouped) :]:
+        ax.set_visible(False)
+    for ax, ((device, model), group) in zip(flat, grouped, strict=False):
+        for rounds in _by_cell(group).values():
+            first = rounds[0]
+            xs, ys = points_of(first)
+            ax.plot(xs, ys, marker="o", label=f"{label(first.cell)} {first.cell['precision']}")
+            if bound_of:
+                ax.axhline(bound_of(first), color="grey", linestyle="--", linewidth=0.8)
+        if log_x:
+            ax.set_xscale("log", base=2)
+        else:  # server: latencies past the knee grow by orders of magnitude
+            ax.set_yscale("log")
+        ax.set_title(f"{model} ({device}): {title}", fontsize=9)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    paths = [out / f"{name}.png", out / f"{name}.svg"]
+    for path in paths:
+        fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def plots(results: list[CellResult], out: Path) -> list[Path]:
+    """Throughput against batch (offline), against N (multi-stream); p99 against the arrival
+    rate (server, with its bound dashed)."""
+
+    def sweep_curve(key: str) -> PointsOf:
+        def points(r: CellResult) -> tuple[list[float], list[float]]:
+            sweep = r.scenario["sweep"]
+            return [p[key] for p in sweep], [p["samples_per_s"] for p in sweep]
+
+        return points
+
+    def p99_curve(r: CellResult) -> tuple[list[float], list[float]]:
+        rates = [p for p in r.scenario["rates"] if p["queries"]]
+        tail = [p["p99_ms"] if p["p99_ms"] is not None else p["max_ms"] for p in rates]
+        return [p["rate_per_s"] for p in rates], tail
+
+    offline = ("batch size", "samples/s", "throughput vs batch")
+    files = _curve_plot(
+        _with(results, "offline"), out, "offline", sweep_curve("batch_size"), offline
+    )
+    multi = ("requests in flight", "samples/s", "throughput vs concurrency")
+    files += _curve_plot(
+        _with(results, "multi_stream"), out, "multi_stream", sweep_curve("streams"), multi
+    )
+    server = ("arrival rate (requests/s)", "p99 ms (max below 100 queries)", "latency vs rate")
+    files += _curve_plot(
+        _with(results, "server"),
+        out,
+        "server",
+        p99_curve,
+        server,
+        log_x=False,
+        bound_of=lambda r: r.scenario["p99_bound_ms"],
+    )
+    return files
