@@ -33,6 +33,7 @@ from bench.measure.noise import NoiseProbe
 from bench.measure.sections import round_section
 from bench.measure.threads import ThreadProbe
 from bench.measure.timing import TimingConfig, TimingRun, time_calls
+from bench.phase import report_phase
 from bench.result import CellResult
 from bench.scenario_spec import SINGLE_STREAM
 
@@ -189,6 +190,7 @@ def _measure(
     """Run the cell's phases in order; returns (runtime, timing, compute timing, parity)."""
     if backend.runs_own_loop:
         return _measure_own_loop(backend, artifact, cell, timing, where)
+    report_phase("loading")
     load_ms = _timed_ms(backend.load)
     memory.loaded()
     inputs = artifact.inputs
@@ -197,8 +199,11 @@ def _measure(
             inputs[batch_indices(len(inputs), cell.batch_size)]
         )
     }
+    report_phase("cold run")
     cold_ms = _timed_ms(lambda: backend.infer(feed))
+    report_phase("parity on every input")
     parity = _parity(backend, artifact, cell) if where.parity else None
+    report_phase("timing")
     slowdown = slowdown_from_env(cell.framework)  # a test's fault: 0 otherwise
     probe, threads = NoiseProbe(), ThreadProbe()
     run = time_calls(
@@ -213,6 +218,7 @@ def _measure(
     compute_section = None
     if backend.has_compute_scope:
         # The same batch, already on the device: the device's work alone, copies excluded.
+        report_phase("timing the device's compute")
         backend.stage(feed)
         compute = time_calls(
             slowed(backend.run_staged, slowdown),

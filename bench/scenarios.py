@@ -19,6 +19,7 @@ from bench.backends.base import Backend
 from bench.cell import Cell
 from bench.errors import Unsupported
 from bench.measure import loadgen
+from bench.phase import report_phase
 from bench.scenario_spec import SCENARIOS, scenario_settings
 
 BackendFactory = Callable[[Cell], Backend]
@@ -63,6 +64,7 @@ def _offline(backend: Backend, artifact: Artifact, cell: Cell, make: BackendFact
     s = scenario_settings("offline", cell.scenario_options)
 
     def at_batch(batch: int) -> loadgen.SweepPoint:
+        report_phase(f"offline: batch {batch}")
         if batch == cell.batch_size:
             point = _closed(backend, batch_feed(artifact, batch), 1, 1, s)
         else:
@@ -110,6 +112,7 @@ def _multi_stream(backend: Backend, artifact: Artifact, cell: Cell) -> dict:
     feed = batch_feed(artifact, cell.batch_size)
 
     def at_streams(n: int) -> loadgen.SweepPoint:
+        report_phase(f"multi_stream: {n} in flight")
         point = _closed(backend, feed, n, n, s)
         return loadgen.SweepPoint(n, point["samples_per_s"], point)
 
@@ -132,6 +135,7 @@ def _server(backend: Backend, artifact: Artifact, cell: Cell, single_ms: float) 
     slots = backend.request_slots(in_flight)
 
     def at_rate(rate: float) -> loadgen.RatePoint:
+        report_phase(f"server: {rate:.3g} requests/s, p99 bound {bound:g} ms")
         count = max(int(s["queries"]), math.ceil(rate * s["seconds"]))
         arrivals = loadgen.poisson_arrivals(rate, count, int(s["seed"]))
         run = loadgen.open_loop(slots, feed, arrivals, s["max_seconds"], bound_ms=bound)
@@ -157,9 +161,18 @@ def _server(backend: Backend, artifact: Artifact, cell: Cell, single_ms: float) 
     # A start near half of what the framework serves one request at a time, doubled or halved.
     start = max(0.5 * in_flight * 1000.0 / single_ms, 0.1)
     try:
-        points, best = loadgen.search_rate(at_rate, round(start, 3), int(s["bisections"]))
+        if single_ms > bound:
+            # No rate can help a request that alone takes longer than the bound; searching
+            # ever lower rates would only take hours to say so.
+            points, best = [], None
+        else:
+            points, best = loadgen.search_rate(at_rate, round(start, 3), int(s["bisections"]))
     finally:
         slots.close()
+    if not points:
+        why = [f"one request alone takes {single_ms:.1f} ms (median) > the bound {bound:g} ms"]
+    else:
+        why = None if best else points[0].result["failed"]
     return {
         "p99_bound_ms": bound,
         "in_flight": slots.n,
@@ -168,7 +181,7 @@ def _server(backend: Backend, artifact: Artifact, cell: Cell, single_ms: float) 
         "max_valid_rate_per_s": best.rate_per_s if best else None,
         "at_max_valid_rate": best.result if best else None,
         "verdict": "VALID" if best else "INVALID",
-        "why_invalid": None if best else points[0].result["failed"],
+        "why_invalid": why,
         "seed": int(s["seed"]),
     }
 

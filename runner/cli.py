@@ -237,6 +237,7 @@ def _settings(args: argparse.Namespace) -> object:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from runner.live import progress_for
     from runner.orchestrate import MatrixRun, RunOptions
     from runner.report import scenarios
     from runner.report.tables import terminal
@@ -301,7 +302,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     resume = f"python -m runner run --matrix {args.matrix} {where} --run-id {run_id} --resume"
     try:
         with interruptible(), host_lock(run_id, wait=not args.no_wait, log=log):
-            summary = MatrixRun(matrix, cells, exporter, opts, log).run()
+            progress = progress_for(len(matrix.cells), log)
+            try:
+                summary = MatrixRun(matrix, cells, exporter, opts, progress.log, progress).run()
+            finally:
+                progress.close()
     except KeyboardInterrupt as exc:
         log(f"\ninterrupted ({exc}); continue with: {resume}")
         return interrupted_exit_code(exc)

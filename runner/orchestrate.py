@@ -29,6 +29,7 @@ from bench.result import CellResult, ResultError, load_result, write_result
 from runner.dispatch import Dispatch
 from runner.executors.base import CellJob, Executor, ExportJob, Outcome
 from runner.images import export_framework
+from runner.live import PlainProgress
 from runner.manifest import Manifest, now
 from runner.matrix import Matrix
 from runner.placement import Slot, fits
@@ -147,9 +148,11 @@ class MatrixRun:
         export_executor: Executor,
         opts: RunOptions,
         log: Callable[[str], None] = print,
+        progress: PlainProgress | None = None,
     ) -> None:
         self.matrix, self.executor, self.export_executor = matrix, executor, export_executor
         self.opts, self.log = opts, log
+        self.progress = progress or PlainProgress(log)
         self.cells_dir = opts.run_dir / "cells"
         self.logs_dir = opts.run_dir / "logs"
         # A pool's cells take their CPUs from their slots on their hosts, not from this machine.
@@ -269,7 +272,11 @@ class MatrixRun:
             # Parity once per cell, in its first round: the answers do not change between runs.
             round={"index": index, "position": position, "parity": index == 1},
         )
-        outcome = self.executor.run(job)
+        self.progress.started(job)
+        try:
+            outcome = self.executor.run(job)
+        finally:
+            self.progress.ended(job)
         if path.is_file() and not outcome.timed_out:
             try:
                 result = load_result(path)
@@ -382,6 +389,7 @@ class MatrixRun:
                 self._eta.ran(ran_s)
                 note += f" ({ran_s:.0f} s)"
             eta = self._eta.text()
+            self.progress.advance(self._eta.finished, self._eta.total, eta)
         self.log(f"[{tag}{i}/{n}] {cell.id}: {_progress_word(result)}{note}; {eta}")
         return result
 

@@ -41,6 +41,7 @@ from bench.backends.tensorrt_engine import (
 )
 from bench.cell import Cell
 from bench.errors import Unsupported
+from bench.measure.loadgen import LaneSlots, Slots
 from bench.quantize import (
     RECIPES,
     calibration_digest,
@@ -95,7 +96,7 @@ class _PinnedArray:
 class TensorRtBackend(Backend):
     # TensorRT's own default would be fp32 with TF32 on: not a precision this project labels.
     name = "tensorrt"
-    serial_reason = "one execution context on one stream (a context per stream is not wired in)"
+    serial_reason = None  # the load scenarios run an execution context per request in flight
     auto_precision = None
 
     def __init__(self, artifact: Artifact, cell: Cell) -> None:
@@ -174,6 +175,7 @@ class TensorRtBackend(Backend):
         self._context = self._engine.create_execution_context()
         if self._context is None:
             raise RuntimeError(f"tensorrt: no execution context: {self._logger.take()}")
+        self._shape = shape
         self._allocate(shape)
         self._info = {
             **gpu,
@@ -282,6 +284,30 @@ class TensorRtBackend(Backend):
     def _run_staged(self) -> None:
         self._execute()
         self._synchronize()
+
+    # -- requests at once (the load scenarios) -------------------------------------------------
+    def _lane(self) -> TensorRtBackend:
+        """Another execution context of this engine, with its own stream and buffers."""
+        lane = TensorRtBackend(self.artifact, self.cell)
+        lane._logger, lane._runtime, lane._engine = self._logger, self._runtime, self._engine
+        lane._context = self._engine.create_execution_context()
+        if lane._context is None:
+            raise RuntimeError(f"tensorrt: no execution context: {self._logger.take()}")
+        lane._allocate(self._shape)
+        lane._loaded = True
+        return lane
+
+    def request_slots(self, n: int) -> Slots:
+        """n execution contexts of the one engine, each on its own CUDA stream: TensorRT's
+        way to run requests at once (this cell's own context is the first)."""
+        extra = [self._lane() for _ in range(n - 1)]
+
+        def close_extra() -> None:
+            for lane in extra:
+                lane.close()
+
+        mechanism = f"{n} TensorRT execution context(s), each on its own CUDA stream"
+        return LaneSlots([self.infer, *(lane.infer for lane in extra)], mechanism, close_extra)
 
     # -- reporting and closing ---------------------------------------------------------------
     def framework_version(self) -> str:

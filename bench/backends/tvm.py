@@ -59,6 +59,7 @@ from bench.backends.tvm_database import (
     tuning_label,
     valid_records,
 )
+from bench.backends.tvm_search import tuning_progress, tuning_workers
 from bench.errors import Unsupported
 from bench.frameworks import FRAMEWORKS
 
@@ -90,30 +91,6 @@ def tuning_entry(
     if seed:
         what["seed"] = seed
     return cache.entry("tvm", artifact_key[:16], what=what)
-
-
-def build_candidate(mod: tvm.IRModule, target: tvm.target.Target, _params: object) -> object:
-    """MetaSchedule's default_build less the tensor-intrinsics import: scheduled CPU fp32 code
-    is already tensorized (or not) when it gets here. Module-level: build processes import it."""
-    from tvm.driver import build
-    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
-
-    return build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
-
-
-# MetaSchedule's default of 30 s per candidate build drops candidates on a loaded 2-core host
-# (seen: a convolution's build took 35 s while Docker built an image); a dropped candidate is a
-# trial lost to the host, not to the schedule. Measurements keep the runner's own timeouts.
-CANDIDATE_BUILD_TIMEOUT_S = 180
-
-
-def tuning_workers(threads: int) -> dict[str, object]:
-    """tune_relax's builder (a process a thread, our build_candidate) and runner (one process:
-    measurements never overlap), as every MetaSchedule run here uses them."""
-    builder = ms.builder.LocalBuilder(
-        max_workers=threads, timeout_sec=CANDIDATE_BUILD_TIMEOUT_S, f_build=build_candidate
-    )
-    return {"builder": builder, "runner": ms.runner.LocalRunner()}
 
 
 def prepare_for_tuning(mod: tvm.IRModule, target: tvm.target.Target, prepack: bool) -> tvm.IRModule:
@@ -301,16 +278,17 @@ class TvmBackend(Backend):
         database in `work_dir`."""
         started = time.perf_counter()
         before = valid_records(work_dir)
-        ms.relax_integration.tune_relax(
-            prepared,
-            {},
-            target,
-            str(work_dir),
-            self.trials,
-            max_trials_per_task=self.per_task,
-            **tuning_workers(self.cell.threads),
-            seed=0,
-        )
+        with tuning_progress(work_dir, self.trials):
+            ms.relax_integration.tune_relax(
+                prepared,
+                {},
+                target,
+                str(work_dir),
+                self.trials,
+                max_trials_per_task=self.per_task,
+                **tuning_workers(self.cell.threads),
+                seed=0,
+            )
         self.trials_run = valid_records(work_dir) - before
         if self.trials_run == 0:
             raise RuntimeError("no MetaSchedule candidate built and ran (its logs are above)")

@@ -46,7 +46,7 @@ def tune_chunk(
     """`trials` more MetaSchedule trials into the database in `db_dir`; returns the seconds."""
     from tvm.s_tir import meta_schedule as ms
 
-    from bench.backends.tvm import tuning_workers
+    from bench.backends.tvm_search import tuning_workers
 
     started = time.perf_counter()
     ms.relax_integration.tune_relax(

@@ -21,6 +21,7 @@ functions of what was measured, tested with hand-computed values and fake measur
 from __future__ import annotations
 
 import math
+import queue
 import re
 import threading
 import time
@@ -247,6 +248,41 @@ class ThreadSlots(Slots):
     def close(self) -> None:
         super().close()
         self._pool.shutdown(wait=True)
+
+
+class LaneSlots(Slots):
+    """One request at a time on each of several lanes (a framework's execution contexts, each
+    with its own stream and buffers): a request takes a free lane, runs, gives it back."""
+
+    def __init__(
+        self, lanes: list[Infer], mechanism: str, on_close: Callable[[], None] | None = None
+    ) -> None:
+        super().__init__(len(lanes))
+        self.mechanism = mechanism
+        self._lanes: queue.SimpleQueue[Infer] = queue.SimpleQueue()
+        for lane in lanes:
+            self._lanes.put(lane)
+        self._on_close = on_close
+        self._pool = ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="lane")
+
+    def _launch(self, feed: dict[str, np.ndarray], on_done: OnDone) -> None:
+        def run() -> None:
+            lane, error = self._lanes.get(), None  # a slot is held: a lane is free
+            try:
+                lane(feed)
+            except BaseException as exc:  # recorded, re-raised by the driver
+                error = exc
+            finally:
+                self._lanes.put(lane)
+            self.finish(on_done, error)
+
+        self._pool.submit(run)
+
+    def close(self) -> None:
+        super().close()
+        self._pool.shutdown(wait=True)
+        if self._on_close is not None:
+            self._on_close()
 
 
 @dataclass

@@ -62,6 +62,13 @@ def export_arguments(
     return args
 
 
+@dataclass
+class PhaseFile:
+    """The file a running cell writes its phase to, once its executor has named one."""
+
+    path: Path | None = None
+
+
 @dataclass(frozen=True)
 class CellJob:
     """Run one cell; every path is a host path."""
@@ -79,6 +86,9 @@ class CellJob:
     gpus: tuple[str, ...] = ()  # a pool's GPU slot: the engine's GPU(s) it may use; (): all
     # Which round of the cell this is (bench.run.RoundInfo's fields: index, position, parity).
     round: dict[str, object] = field(default_factory=dict)
+    # Where the cell reports its phase (bench/phase.py), set by an executor that can offer one
+    # while the cell runs: the runner's live progress line reads it.
+    phase: PhaseFile = field(default_factory=PhaseFile)
 
 
 @dataclass

@@ -33,6 +33,7 @@ from bench.errors import UsageError
 from bench.frameworks import FRAMEWORKS
 from bench.fsutil import atomic_write_text
 from bench.models import ONNX_PREFIX, is_onnx_model
+from bench.phase import PHASE_ENV
 from runner import owner
 from runner.executors import hardening, transfer
 from runner.executors.base import (
@@ -357,6 +358,8 @@ class DockerExecutor(Executor):
             Path(f.name): ("/run/cell.json", "ro"),
         }
         env = self._cell_env(job, info)
+        env[PHASE_ENV] = f"{OUT_IN_CONTAINER}/phase"
+        job.phase.path = out / "phase"  # read by the runner while the container runs
         if self._tvm(job.cell):
             # The committed tuning databases, read-only (bench/backends/tvm_database.py).
             mounts[REPO_TUNING] = (TUNING_IN_CONTAINER, "ro")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from bench.backends import BACKENDS
 from bench.backends.cuda import cuda_unavailable_reason
+from bench.phase import PHASE_ENV
 from runner.executors.base import (
     CellJob,
     Executor,
@@ -115,8 +116,9 @@ class LocalExecutor(Executor):
 
         with tempfile.NamedTemporaryFile("w", suffix=".cell.json", delete=False) as f:
             f.write(cell_document(job, str(job.artifact_dir), str(job.result_path)))
+        phase = job.phase.path = job.result_path.with_suffix(".phase")
         try:
-            env = {**os.environ, **job.env}
+            env = {**os.environ, **job.env, PHASE_ENV: str(phase)}
             code, timed_out = _run_logged(
                 [sys.executable, "-m", "bench", "run", "--cell", f.name],
                 job.log_path,
@@ -126,6 +128,7 @@ class LocalExecutor(Executor):
             )
         finally:
             os.unlink(f.name)
+            phase.unlink(missing_ok=True)
         tail = job.log_path.read_text(errors="replace")[-4000:]
         return Outcome(
             exit_code=code,

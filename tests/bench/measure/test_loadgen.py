@@ -190,3 +190,26 @@ def test_the_harness_overhead_is_measured_on_a_no_op_model():
     for key in ("closed_loop_p50_us", "closed_loop_p99_us", "open_loop_p50_us"):
         assert 0 < overhead[key] < 1_000_000  # something, and under a second
     assert overhead["closed_loop_p99_us"] >= overhead["closed_loop_p50_us"]
+
+
+def test_lane_slots_never_run_two_requests_on_one_lane():
+    busy: set[int] = set()
+    overlaps: list[int] = []
+
+    def lane(number: int):
+        def infer(_feed):
+            if number in busy:
+                overlaps.append(number)
+            busy.add(number)
+            time.sleep(0.005)
+            busy.discard(number)
+
+        return infer
+
+    closed = []
+    slots = loadgen.LaneSlots([lane(0), lane(1), lane(2)], "3 lanes", lambda: closed.append(1))
+    run = loadgen.closed_loop(slots, FEED, 6, min_queries=60, min_s=0.1, max_s=10)
+    slots.close()
+    assert overlaps == [] and closed == [1] and slots.n == 3
+    assert run.queries_per_s <= 3 / 0.005 * 1.05  # three lanes at most
+    assert loadgen.percentile(run.latencies_ms, 0.5) >= 9.0  # six clients queue for three
