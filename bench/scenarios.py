@@ -18,6 +18,7 @@ from bench.artifact import Artifact
 from bench.backends.base import Backend
 from bench.cell import Cell
 from bench.errors import Unsupported
+from bench.measure import load_rules as rules
 from bench.measure import loadgen
 from bench.phase import report_phase
 from bench.scenario_spec import SCENARIOS, scenario_settings
@@ -56,14 +57,14 @@ def _closed(backend: Backend, feed: dict, clients: int, in_flight: int, s: dict)
         "mechanism": slots.mechanism,
         "samples_per_s": run.queries_per_s * batch,
         "duration_s": run.duration_s,
-        **loadgen.latency_summary(run.latencies_ms),
+        **rules.latency_summary(run.latencies_ms),
     }
 
 
 def _offline(backend: Backend, artifact: Artifact, cell: Cell, make: BackendFactory) -> dict:
     s = scenario_settings("offline", cell.scenario_options)
 
-    def at_batch(batch: int) -> loadgen.SweepPoint:
+    def at_batch(batch: int) -> rules.SweepPoint:
         report_phase(f"offline: batch {batch}")
         if batch == cell.batch_size:
             point = _closed(backend, batch_feed(artifact, batch), 1, 1, s)
@@ -74,10 +75,10 @@ def _offline(backend: Backend, artifact: Artifact, cell: Cell, make: BackendFact
                     point = _closed(other, batch_feed(artifact, batch), 1, 1, s)
             except Unsupported as exc:
                 raise SweepEnd(f"batch {batch}: {exc}") from exc
-        return loadgen.SweepPoint(batch, point["samples_per_s"], point)
+        return rules.SweepPoint(batch, point["samples_per_s"], point)
 
     points, stop = _sweep(at_batch, cell.batch_size, int(s["max_batch"]), s["gain_threshold"])
-    best = loadgen.best_point(points)
+    best = rules.best_point(points)
     return {
         "sweep": [{"batch_size": p.value, **p.extra} for p in points],
         "stopped": stop,
@@ -89,17 +90,17 @@ def _offline(backend: Backend, artifact: Artifact, cell: Cell, make: BackendFact
 
 
 def _sweep(
-    measure: Callable[[int], loadgen.SweepPoint], start: int, cap: int, threshold: float
-) -> tuple[list[loadgen.SweepPoint], str]:
-    points: list[loadgen.SweepPoint] = []
+    measure: Callable[[int], rules.SweepPoint], start: int, cap: int, threshold: float
+) -> tuple[list[rules.SweepPoint], str]:
+    points: list[rules.SweepPoint] = []
 
-    def guarded(value: int) -> loadgen.SweepPoint:
+    def guarded(value: int) -> rules.SweepPoint:
         point = measure(value)
         points.append(point)
         return point
 
     try:
-        _, stop = loadgen.doubling_sweep(guarded, start, cap, threshold)
+        _, stop = rules.doubling_sweep(guarded, start, cap, threshold)
     except SweepEnd as exc:
         stop = str(exc)
     if not points:
@@ -111,13 +112,13 @@ def _multi_stream(backend: Backend, artifact: Artifact, cell: Cell) -> dict:
     s = scenario_settings("multi_stream", cell.scenario_options)
     feed = batch_feed(artifact, cell.batch_size)
 
-    def at_streams(n: int) -> loadgen.SweepPoint:
+    def at_streams(n: int) -> rules.SweepPoint:
         report_phase(f"multi_stream: {n} in flight")
         point = _closed(backend, feed, n, n, s)
-        return loadgen.SweepPoint(n, point["samples_per_s"], point)
+        return rules.SweepPoint(n, point["samples_per_s"], point)
 
     points, stop = _sweep(at_streams, 1, int(s["max_streams"]), s["gain_threshold"])
-    best = loadgen.best_point(points)
+    best = rules.best_point(points)
     return {
         "sweep": [{"streams": p.value, **p.extra} for p in points],
         "stopped": stop,
@@ -134,18 +135,18 @@ def _server(backend: Backend, artifact: Artifact, cell: Cell, single_ms: float) 
     bound = s["p99_ms"]
     slots = backend.request_slots(in_flight)
 
-    def at_rate(rate: float) -> loadgen.RatePoint:
+    def at_rate(rate: float) -> rules.RatePoint:
         report_phase(f"server: {rate:.3g} requests/s, p99 bound {bound:g} ms")
         count = max(int(s["queries"]), math.ceil(rate * s["seconds"]))
-        arrivals = loadgen.poisson_arrivals(rate, count, int(s["seed"]))
+        arrivals = rules.poisson_arrivals(rate, count, int(s["seed"]))
         run = loadgen.open_loop(slots, feed, arrivals, s["max_seconds"], bound_ms=bound)
-        failed = loadgen.server_constraints(
+        failed = rules.server_constraints(
             run.latencies_ms, run.duration_s, bound, int(s["queries"]), s["seconds"]
         )
         if run.stopped_early:  # too few queries and too short then, because of the bound
             failed = [f for f in failed if f.startswith("p99")]
             failed.append(
-                f"stopped early: more than {loadgen.over_bound_allowance(count)} of the "
+                f"stopped early: more than {rules.over_bound_allowance(count)} of the "
                 f"{count} planned queries over the bound"
             )
         record = {
@@ -154,9 +155,9 @@ def _server(backend: Backend, artifact: Artifact, cell: Cell, single_ms: float) 
             "failed": failed,
             "achieved_per_s": run.queries_per_s,
             "duration_s": run.duration_s,
-            **loadgen.latency_summary(run.latencies_ms),
+            **rules.latency_summary(run.latencies_ms),
         }
-        return loadgen.RatePoint(round(rate, 3), not failed, record)
+        return rules.RatePoint(round(rate, 3), not failed, record)
 
     # A start near half of what the framework serves one request at a time, doubled or halved.
     start = max(0.5 * in_flight * 1000.0 / single_ms, 0.1)
@@ -166,7 +167,7 @@ def _server(backend: Backend, artifact: Artifact, cell: Cell, single_ms: float) 
             # ever lower rates would only take hours to say so.
             points, best = [], None
         else:
-            points, best = loadgen.search_rate(at_rate, round(start, 3), int(s["bisections"]))
+            points, best = rules.search_rate(at_rate, round(start, 3), int(s["bisections"]))
     finally:
         slots.close()
     if not points:

@@ -15,6 +15,7 @@
 #   tests    the GPU-positive tests (tests/gpu, pytest -m gpu)
 #   layouts  channels_last at batch 32 (6 cells)
 #   compile  torch.compile default / reduce-overhead, fp16/bf16 (16 cells)
+#   scenarios offline, multi-stream and server on torch CUDA fp16 (3 cells)
 #   report   one report of the three runs
 # OUTDIR gets at most 8 files: log.txt, environment.txt, stages.json, probe.json,
 # gpu-tests.txt, report.md, report.html and runs.tar.gz (the run folders with their manifests,
@@ -89,10 +90,12 @@ stage layouts 60 0,3 "${RUNNER[@]}" run --matrix benchmarks/device-check/layouts
   "${RUN[@]}" --run-id layouts
 stage compile 150 0,3 "${RUNNER[@]}" run --matrix benchmarks/device-check/compile.yaml \
   "${RUN[@]}" --run-id compile
+stage scenarios 60 0,3 "${RUNNER[@]}" run --matrix benchmarks/device-check/scenarios.yaml \
+  "${RUN[@]}" --run-id scenarios
 
 mkdir -p "$WORK/results"
 runs=()
-for r in core layouts compile; do [ -f "$WORK/results/$r/manifest.json" ] && runs+=("$WORK/results/$r"); done
+for r in core layouts compile scenarios; do [ -f "$WORK/results/$r/manifest.json" ] && runs+=("$WORK/results/$r"); done
 if (( ${#runs[@]} )); then
   stage report 40 0 "${RUNNER[@]}" report "${runs[@]}" --out "$WORK/report"
   for f in report.md report.html; do

@@ -46,10 +46,13 @@ def test_the_cpu_dry_run_skips_every_gpu_cell_and_leaves_every_file(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert {p.name for p in out.iterdir()} == FILES
     stages = {s["stage"]: s for s in json.loads((out / "stages.json").read_text())}
-    assert list(stages) == ["export", "core", "probe", "tests", "layouts", "compile", "report"]
+    assert list(stages) == [
+        "export", "core", "probe", "tests", "layouts", "compile", "scenarios", "report"
+    ]  # fmt: skip
     assert all(s["ok"] for s in stages.values())
     assert stages["export"]["rc"] == 0 and stages["report"]["rc"] == 0
-    assert {stages[s]["rc"] for s in ("core", "layouts", "compile")} == {3}  # no GPU: skipped
+    gpu_runs = ("core", "layouts", "compile", "scenarios")
+    assert {stages[s]["rc"] for s in gpu_runs} == {3}  # no GPU: skipped
     assert json.loads((out / "probe.json").read_text())["skipped"] == cuda_unavailable_reason()
     tests = (out / "gpu-tests.txt").read_text().splitlines()
     assert len(tests) >= 9 and all(line.startswith("skipped") for line in tests)
@@ -57,7 +60,7 @@ def test_the_cpu_dry_run_skips_every_gpu_cell_and_leaves_every_file(tmp_path):
     assert "resnet50" in report and "mobilenet_v3_large" in report
     with tarfile.open(out / "runs.tar.gz") as archive:
         names = set(archive.getnames())
-    for run, cells in (("core", 24), ("layouts", 6), ("compile", 16)):
+    for run, cells in (("core", 24), ("layouts", 6), ("compile", 16), ("scenarios", 3)):
         assert f"results/{run}/manifest.json" in names
         assert sum(1 for n in names if n.startswith(f"results/{run}/cells/")) == cells
 

@@ -46,14 +46,22 @@ def _config_key(result: CellResult) -> tuple:
     )
 
 
+def _scenario_key(result: CellResult) -> tuple:
+    """The scenario and its settings, in the order single_stream, offline, ... (so the first
+    is single_stream's where a configuration has one)."""
+    options = tuple(sorted(result.cell.get("scenario_options", {}).items()))
+    return (SCENARIO_ORDER.index(scenario_of(result)), options)
+
+
 def single_stream_view(results: list[CellResult]) -> list[CellResult]:
-    """One scenario's results per configuration: single_stream's where there is one."""
-    chosen: dict[tuple, str] = {}
+    """One scenario cell's results (all its rounds) per configuration: single_stream's where
+    there is one, else the first scenario's."""
+    chosen: dict[tuple, tuple] = {}
     for r in results:
-        key, scenario = _config_key(r), scenario_of(r)
-        if key not in chosen or SCENARIO_ORDER.index(scenario) < SCENARIO_ORDER.index(chosen[key]):
+        key, scenario = _config_key(r), _scenario_key(r)
+        if key not in chosen or scenario < chosen[key]:
             chosen[key] = scenario
-    return [r for r in results if chosen[_config_key(r)] == scenario_of(r)]
+    return [r for r in results if chosen[_config_key(r)] == _scenario_key(r)]
 
 
 def _with(results: list[CellResult], scenario: str) -> list[CellResult]:
@@ -64,7 +72,7 @@ def _by_cell(results: list[CellResult]) -> dict[str, list[CellResult]]:
     """A scenario cell's rounds together (a round per process), in matrix order."""
     out: dict[str, list[CellResult]] = {}
     for r in results:
-        key = "|".join(map(str, _config_key(r)))
+        key = "|".join(map(str, (*_config_key(r), _scenario_key(r))))
         out.setdefault(key, []).append(r)
     return out
 
@@ -199,6 +207,30 @@ def _server_rows(group: list[CellResult]) -> list[tuple[str, ...]]:
             )
         )
     return rows
+
+
+def headlines(results: list[CellResult]) -> list[dict]:
+    """report.json's scenario entries: each scenario cell's (and round's) headline figures."""
+    out = []
+    ordered = [r for name in ("offline", "multi_stream", "server") for r in _with(results, name)]
+    for r in ordered:
+        s = r.scenario
+        out.append(
+            {
+                "cell": r.cell,
+                "label": label(r.cell),
+                "run_id": r.run_id,
+                "scenario": s["name"],
+                "samples_per_s": s.get("samples_per_s"),
+                "best_batch_size": s.get("best_batch_size"),
+                "best_streams": s.get("best_streams"),
+                "p99_bound_ms": s.get("p99_bound_ms"),
+                "max_valid_rate_per_s": s.get("max_valid_rate_per_s"),
+                "verdict": s.get("verdict"),
+                "parity": (r.parity or {}).get("verdict"),
+            }
+        )
+    return out
 
 
 def sections(results: list[CellResult]) -> list[Section]:

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.result import CellResult
-from runner.report import answer, costs, estimates, tables
+from runner.report import answer, costs, estimates, scenarios, tables
 
-REPORT_VERSION = 1
+# 2: `scenarios`, the load scenarios' headline figures.
+REPORT_VERSION = 2
 SCHEMA_PATH = Path(__file__).parent / "report.schema.json"
 
 
@@ -49,15 +50,22 @@ def _cell(r: CellResult, results: list[CellResult], band: float) -> dict[str, An
     return doc
 
 
-def report_json(results: list[CellResult], runs: list[dict[str, Any]], band: float) -> dict:
+def report_json(
+    results: list[CellResult],
+    runs: list[dict[str, Any]],
+    band: float,
+    every_result: list[CellResult] | None = None,
+) -> dict:
     """The document: `runs` is one line per run (run id, host, CPU, state) as the report's
-    environment lists it."""
+    environment lists it; `results` the single-stream view the answers read, `every_result`
+    all of them (the scenario cells' figures; default: `results`)."""
     return {
         "report_version": REPORT_VERSION,
         "equivalence_band": band,
         "runs": runs,
         "answers": [a.to_dict() for a in answer.answers(results, band)],
         "cells": [_cell(r, results, band) for r in results],
+        "scenarios": scenarios.headlines(every_result if every_result is not None else results),
     }
 
 

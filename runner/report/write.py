@@ -263,7 +263,7 @@ def json_text(runs: list[Run]) -> str:
         {k: env[k] for k in ("run", "host", "cpu", "state", "started", "finished")}
         for env in environment(runs)
     ]
-    doc = summary.report_json(_latency_results(runs), lines, band)
+    doc = summary.report_json(_latency_results(runs), lines, band, _all_results(runs))
     summary.validate(doc)
     return json.dumps(doc, indent=1, allow_nan=False) + "\n"
 

@@ -62,8 +62,11 @@ def test_report_json_holds_the_answers_and_every_cell_and_is_schema_valid():
     int8 = next(c for c in doc["cells"] if c["cell"]["precision"] == "int8")
     assert int8["parity"] == "fail" and int8["speedup_vs_torch"]["verdict"] == "faster"
     assert int8["costs"]["load_ms"] is not None
+    assert doc["scenarios"] == []  # no scenario cell among them
     with pytest.raises(Exception, match="report_version"):
-        summary.validate({**doc, "report_version": 2, "extra": 1})
+        summary.validate({**doc, "report_version": summary.REPORT_VERSION + 1})
+    with pytest.raises(Exception, match="extra"):
+        summary.validate({**doc, "extra": 1})
 
 
 def test_the_cost_table_reads_compile_tuning_memory_and_size():

@@ -4,6 +4,7 @@ one latency row per configuration, a table and a curve per scenario, the HTML in
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import subprocess
 
@@ -62,6 +63,12 @@ def test_every_scenario_has_its_table_and_latency_is_tabled_once(scenario_run):
     assert all(r["status"] == "ok" for r in rows)
     server = [r for r in rows if r["scenario"] == "server"]
     assert all(float(r["server_max_valid_rate_per_s"]) > 0 for r in server)
+    doc = json.loads((run_dir / "report.json").read_text())
+    assert sorted(s["scenario"] for s in doc["scenarios"]) == sorted(
+        ["offline", "multi_stream", "server"] * 2
+    )
+    assert len(doc["cells"]) == 2  # the single-stream view: one per framework
+    assert all(s["verdict"] == "VALID" for s in doc["scenarios"] if s["scenario"] == "server")
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="apt-get install chromium")
