@@ -159,21 +159,32 @@ def _server(backend: Backend, artifact: Artifact, cell: Cell, single_ms: float) 
         }
         return rules.RatePoint(round(rate, 3), not failed, record)
 
-    # A start near half of what the framework serves one request at a time, doubled or halved.
-    start = max(0.5 * in_flight * 1000.0 / single_ms, 0.1)
+    # A start at half of what the framework serves with its requests in flight, one at a time
+    # each; doubled or halved, but not below a tenth of it: there requests hardly queue, and a
+    # run still over the bound is over it for good (its single requests' tail).
+    capacity = in_flight * 1000.0 / single_ms
+    start, floor = max(0.5 * capacity, 0.1), 0.1 * capacity
     try:
         if single_ms > bound:
             # No rate can help a request that alone takes longer than the bound; searching
             # ever lower rates would only take hours to say so.
             points, best = [], None
         else:
-            points, best = rules.search_rate(at_rate, round(start, 3), int(s["bisections"]))
+            points, best = rules.search_rate(
+                at_rate, round(start, 3), int(s["bisections"]), min_rate=floor
+            )
     finally:
         slots.close()
     if not points:
         why = [f"one request alone takes {single_ms:.1f} ms (median) > the bound {bound:g} ms"]
+    elif best is None:
+        why = [
+            *points[0].result["failed"],
+            f"at {points[0].rate_per_s:g}/s the framework is busy about "
+            f"{points[0].rate_per_s / capacity:.0%} of the time: a lower rate would not help",
+        ]
     else:
-        why = None if best else points[0].result["failed"]
+        why = None
     return {
         "p99_bound_ms": bound,
         "in_flight": slots.n,

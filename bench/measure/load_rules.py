@@ -133,11 +133,16 @@ class RatePoint:
 
 
 def search_rate(
-    measure: Callable[[float], RatePoint], start: float, bisections: int, max_brackets: int = 8
+    measure: Callable[[float], RatePoint],
+    start: float,
+    bisections: int,
+    max_brackets: int = 8,
+    min_rate: float = 0.0,
 ) -> tuple[list[RatePoint], RatePoint | None]:
     """The highest rate whose run is VALID: bracket it by doubling (from a valid start) or
-    halving (from an invalid one), then bisect the bracket `bisections` times. Returns every
-    point measured, by rate, and the best valid one (None: not even the lowest tried held)."""
+    halving (from an invalid one, never below `min_rate`: a load so light that requests no
+    longer queue, where a lower rate cannot help), then bisect the bracket `bisections` times.
+    Returns every point measured, by rate, and the best valid one (None: none held)."""
     points: list[RatePoint] = []
     first = measure(start)
     points.append(first)
@@ -147,6 +152,8 @@ def search_rate(
         if low is not None and high is not None:
             break
         rate = high.rate_per_s / 2 if low is None else low.rate_per_s * 2  # type: ignore[union-attr]
+        if rate < min_rate:
+            break
         point = measure(rate)
         points.append(point)
         if point.valid:

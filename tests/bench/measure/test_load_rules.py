@@ -113,3 +113,15 @@ def test_the_rate_search_halves_from_an_invalid_start_and_may_find_none():
     assert [p.rate_per_s for p in points] == [2.5, 3.75, 5.0, 10.0] and best.rate_per_s == 2.5
     points, best = rules.search_rate(lambda r: RatePoint(r, False, {}), 8.0, 2, max_brackets=3)
     assert best is None and [p.rate_per_s for p in points] == [1.0, 2.0, 4.0, 8.0]
+
+
+def test_the_rate_search_does_not_halve_below_its_floor():
+    tried = []
+
+    def never(rate: float) -> RatePoint:
+        tried.append(rate)
+        return RatePoint(rate, False, {})
+
+    points, best = rules.search_rate(never, 8.0, bisections=2, min_rate=1.5)
+    assert [p.rate_per_s for p in points] == [2.0, 4.0, 8.0]
+    assert best is None and tried == [8.0, 4.0, 2.0]  # 1.0 is below the floor
