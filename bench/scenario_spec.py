@@ -62,7 +62,13 @@ SCENARIOS = {
                 Setting("p99_ms", float, 100.0, 0.001, "the latency bound a VALID run keeps"),
                 Setting("queries", int, 256, 1, "requests at least, per rate"),
                 Setting("seconds", float, 5.0, 0.0, "seconds at least, per rate (MLPerf: 600)"),
-                Setting("max_seconds", float, 60.0, 0.1, "seconds at most, per rate"),
+                Setting(
+                    "max_seconds",
+                    float,
+                    60.0,
+                    0.1,
+                    "seconds at most, per rate, beyond its arrival schedule's length",
+                ),
                 Setting("bisections", int, 3, 0, "halvings of the rate bracket"),
                 Setting(
                     "in_flight",
