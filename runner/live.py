@@ -11,6 +11,7 @@ thread refreshes from the phase files of the running cells.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import threading
 from collections.abc import Callable
@@ -112,5 +113,7 @@ class LiveProgress(PlainProgress):
 def progress_for(total: int, log: Callable[[str], None], live: bool | None = None) -> PlainProgress:
     """A live line where stdout is a terminal (or `live` says so), else plain lines."""
     if live is None:
-        live = sys.stdout.isatty()
+        # rich is a host-side package: in an image (`docker compose run`, a TTY) it may be
+        # absent, and the plain lines are then what the terminal gets.
+        live = sys.stdout.isatty() and importlib.util.find_spec("rich") is not None
     return LiveProgress(total) if live else PlainProgress(log)

@@ -67,6 +67,11 @@ class JobFiles:
         )
 
 
+# The runner's own handles, meaningless on a node: the live line's phase file (a Slurm cell
+# shows `starting` until it ends; its node is not this host).
+HOST_ONLY_FIELDS = frozenset({"phase"})
+
+
 def _encoded(value: object) -> object:
     if isinstance(value, (Cell, TimingConfig)):
         return value.to_dict()
@@ -98,7 +103,11 @@ def job_document(job: CellJob, settings: BuildSettings, cache_dir: Path | None) 
     return json.dumps(
         {
             "version": JOB_FILE_VERSION,
-            "job": {f.name: _encoded(getattr(job, f.name)) for f in fields(CellJob)},
+            "job": {
+                f.name: _encoded(getattr(job, f.name))
+                for f in fields(CellJob)
+                if f.name not in HOST_ONLY_FIELDS
+            },
             "settings": asdict(settings),
             "cache_dir": str(cache_dir.resolve()) if cache_dir else None,
         },

@@ -7,12 +7,14 @@
 - rounds: every round's median of every cell (a strip: how much the time slots differ);
 - distribution: every measured latency of every cell (box plot: the spread, not just the median);
 - throughput: samples/s against batch size, when the matrix has several batch sizes;
-- parity: worst relative L2 error per framework and model (log scale heat map).
+- parity: worst relative L2 error per framework and model (log scale heat map);
+- offline, multi_stream, server: the load scenarios' curves (runner/report/scenarios.py).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -23,6 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bench.result import CellResult
+from runner.report import scenarios
 from runner.report.tables import groups, label, speedup
 
 
@@ -200,6 +203,98 @@ def parity(results: list[CellResult], out: Path) -> list[Path]:
     fig.colorbar(image, ax=ax, label="log10 worst relative L2 error")
     ax.set_title("parity against the PyTorch fp32 reference")
     return _save(fig, out, "parity")
+
+
+PointsOf = Callable[[CellResult], tuple[list[float], list[float]]]
+
+
+def _curve_plot(
+    results: list[CellResult],
+    out: Path,
+    name: str,
+    points_of: PointsOf,
+    axes_text: tuple[str, str, str],
+    log_x: bool = True,
+    bound_of: Callable[[CellResult], float] | None = None,
+) -> list[Path]:
+    """One panel per model and device, a line per configuration (its first round)."""
+    x_label, y_label, title = axes_text
+    grouped = list(groups(results).items())
+    if not grouped:
+        return []
+    cols = min(len(grouped), 2)
+    rows = (len(grouped) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.8 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[len(grouped) :]:
+        ax.set_visible(False)
+    for ax, ((device, model), group) in zip(flat, grouped, strict=False):
+        for rounds in scenarios.by_cell(group).values():
+            first = rounds[0]
+            xs, ys = points_of(first)
+            ax.plot(xs, ys, marker="o", label=f"{label(first.cell)} {first.cell['precision']}")
+            if bound_of:
+                ax.axhline(bound_of(first), color="grey", linestyle="--", linewidth=0.8)
+        if log_x:
+            ax.set_xscale("log", base=2)
+        else:  # server: latencies past the knee grow by orders of magnitude
+            ax.set_yscale("log")
+        ax.set_title(f"{model} ({device}): {title}", fontsize=9)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    paths = [out / f"{name}.png", out / f"{name}.svg"]
+    for path in paths:
+        fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def scenario_plots(results: list[CellResult], out: Path) -> list[Path]:
+    """Throughput against batch (offline), against N (multi-stream); p99 against the arrival
+    rate (server, with its bound dashed)."""
+
+    def sweep_curve(key: str) -> PointsOf:
+        def points(r: CellResult) -> tuple[list[float], list[float]]:
+            sweep = r.scenario["sweep"]
+            return [p[key] for p in sweep], [p["samples_per_s"] for p in sweep]
+
+        return points
+
+    def p99_curve(r: CellResult) -> tuple[list[float], list[float]]:
+        rates = [p for p in r.scenario["rates"] if p["queries"]]
+        tail = [p["p99_ms"] if p["p99_ms"] is not None else p["max_ms"] for p in rates]
+        return [p["rate_per_s"] for p in rates], tail
+
+    offline = ("batch size", "samples/s", "throughput vs batch")
+    files = _curve_plot(
+        scenarios.with_scenario(results, "offline"),
+        out,
+        "offline",
+        sweep_curve("batch_size"),
+        offline,
+    )
+    multi = ("requests in flight", "samples/s", "throughput vs concurrency")
+    files += _curve_plot(
+        scenarios.with_scenario(results, "multi_stream"),
+        out,
+        "multi_stream",
+        sweep_curve("streams"),
+        multi,
+    )
+    server = ("arrival rate (requests/s)", "p99 ms (max below 100 queries)", "latency vs rate")
+    files += _curve_plot(
+        scenarios.with_scenario(results, "server"),
+        out,
+        "server",
+        p99_curve,
+        server,
+        log_x=False,
+        bound_of=lambda r: r.scenario["p99_bound_ms"],
+    )
+    return files
 
 
 PLOTS = (latency, speedups, rounds, distribution, throughput, parity)

@@ -1,5 +1,6 @@
-"""The report's load-scenario part: the single-stream view the latency tables read, a table per
-scenario (offline, multi-stream, server) and their curves.
+"""The report's load-scenario part: the single-stream view the latency tables read and a table
+per scenario (offline, multi-stream, server); their curves are in runner/report/plots.py.
+Imported by `runner run` in the images too, so it needs no plotting library.
 
 Every cell measures single-stream latency before its scenario, so one configuration run under
 four scenarios has four single-stream measurements of itself. The latency tables, the answer
@@ -10,14 +11,6 @@ cell's where the matrix has it, else the first scenario's; nothing is counted tw
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
-from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 
 from bench.result import CellResult
 from bench.scenario_spec import SCENARIOS, SINGLE_STREAM
@@ -64,11 +57,11 @@ def single_stream_view(results: list[CellResult]) -> list[CellResult]:
     return [r for r in results if chosen[_config_key(r)] == _scenario_key(r)]
 
 
-def _with(results: list[CellResult], scenario: str) -> list[CellResult]:
+def with_scenario(results: list[CellResult], scenario: str) -> list[CellResult]:
     return [r for r in results if r.status == "ok" and scenario_of(r) == scenario and r.scenario]
 
 
-def _by_cell(results: list[CellResult]) -> dict[str, list[CellResult]]:
+def by_cell(results: list[CellResult]) -> dict[str, list[CellResult]]:
     """A scenario cell's rounds together (a round per process), in matrix order."""
     out: dict[str, list[CellResult]] = {}
     for r in results:
@@ -139,7 +132,7 @@ SERVER_HEADERS = (
 
 def _offline_rows(group: list[CellResult]) -> list[tuple[str, ...]]:
     rows = []
-    for rounds in _by_cell(group).values():
+    for rounds in by_cell(group).values():
         r, s = rounds[0], rounds[0].scenario
         sweep = ", ".join(f"{p['batch_size']}: {p['samples_per_s']:.1f}" for p in s["sweep"])
         rows.append(
@@ -159,7 +152,7 @@ def _offline_rows(group: list[CellResult]) -> list[tuple[str, ...]]:
 
 def _multi_rows(group: list[CellResult]) -> list[tuple[str, ...]]:
     rows = []
-    for rounds in _by_cell(group).values():
+    for rounds in by_cell(group).values():
         r = rounds[0]
         for i, point in enumerate(r.scenario["sweep"]):
             same = [x.scenario["sweep"][i] for x in rounds if len(x.scenario["sweep"]) > i]
@@ -182,7 +175,7 @@ def _multi_rows(group: list[CellResult]) -> list[tuple[str, ...]]:
 
 def _server_rows(group: list[CellResult]) -> list[tuple[str, ...]]:
     rows = []
-    for rounds in _by_cell(group).values():
+    for rounds in by_cell(group).values():
         r, s = rounds[0], rounds[0].scenario
         at = s["at_max_valid_rate"]
         tails = (
@@ -212,7 +205,9 @@ def _server_rows(group: list[CellResult]) -> list[tuple[str, ...]]:
 def headlines(results: list[CellResult]) -> list[dict]:
     """report.json's scenario entries: each scenario cell's (and round's) headline figures."""
     out = []
-    ordered = [r for name in ("offline", "multi_stream", "server") for r in _with(results, name)]
+    ordered = [
+        r for name in ("offline", "multi_stream", "server") for r in with_scenario(results, name)
+    ]
     for r in ordered:
         s = r.scenario
         out.append(
@@ -241,7 +236,7 @@ def sections(results: list[CellResult]) -> list[Section]:
         ("multi_stream", "multi-stream: N requests in flight", MULTI_HEADERS, _multi_rows),
         ("server", "server: Poisson arrivals, p99 under a bound", SERVER_HEADERS, _server_rows),
     ):
-        for (device, model), group in groups(_with(results, scenario)).items():
+        for (device, model), group in groups(with_scenario(results, scenario)).items():
             out.append(Section(f"{model} on {device}, {title}", headers, rows_of(group)))
     return out
 
@@ -267,87 +262,3 @@ LEGEND = (
     "queries on. Figures are medians over rounds [range] when a cell ran several. harness "
     "us: the load generator's own latency on a model that does nothing, in the same process."
 )
-
-
-PointsOf = Callable[[CellResult], tuple[list[float], list[float]]]
-
-
-def _curve_plot(
-    results: list[CellResult],
-    out: Path,
-    name: str,
-    points_of: PointsOf,
-    axes_text: tuple[str, str, str],
-    log_x: bool = True,
-    bound_of: Callable[[CellResult], float] | None = None,
-) -> list[Path]:
-    """One panel per model and device, a line per configuration (its first round)."""
-    x_label, y_label, title = axes_text
-    grouped = list(groups(results).items())
-    if not grouped:
-        return []
-    cols = min(len(grouped), 2)
-    rows = (len(grouped) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.8 * rows), squeeze=False)
-    flat = list(axes.flat)
-    for ax in flat[len(grouped) :]:
-        ax.set_visible(False)
-    for ax, ((device, model), group) in zip(flat, grouped, strict=False):
-        for rounds in _by_cell(group).values():
-            first = rounds[0]
-            xs, ys = points_of(first)
-            ax.plot(xs, ys, marker="o", label=f"{label(first.cell)} {first.cell['precision']}")
-            if bound_of:
-                ax.axhline(bound_of(first), color="grey", linestyle="--", linewidth=0.8)
-        if log_x:
-            ax.set_xscale("log", base=2)
-        else:  # server: latencies past the knee grow by orders of magnitude
-            ax.set_yscale("log")
-        ax.set_title(f"{model} ({device}): {title}", fontsize=9)
-        ax.set_xlabel(x_label)
-        ax.set_ylabel(y_label)
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    paths = [out / f"{name}.png", out / f"{name}.svg"]
-    for path in paths:
-        fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return paths
-
-
-def plots(results: list[CellResult], out: Path) -> list[Path]:
-    """Throughput against batch (offline), against N (multi-stream); p99 against the arrival
-    rate (server, with its bound dashed)."""
-
-    def sweep_curve(key: str) -> PointsOf:
-        def points(r: CellResult) -> tuple[list[float], list[float]]:
-            sweep = r.scenario["sweep"]
-            return [p[key] for p in sweep], [p["samples_per_s"] for p in sweep]
-
-        return points
-
-    def p99_curve(r: CellResult) -> tuple[list[float], list[float]]:
-        rates = [p for p in r.scenario["rates"] if p["queries"]]
-        tail = [p["p99_ms"] if p["p99_ms"] is not None else p["max_ms"] for p in rates]
-        return [p["rate_per_s"] for p in rates], tail
-
-    offline = ("batch size", "samples/s", "throughput vs batch")
-    files = _curve_plot(
-        _with(results, "offline"), out, "offline", sweep_curve("batch_size"), offline
-    )
-    multi = ("requests in flight", "samples/s", "throughput vs concurrency")
-    files += _curve_plot(
-        _with(results, "multi_stream"), out, "multi_stream", sweep_curve("streams"), multi
-    )
-    server = ("arrival rate (requests/s)", "p99 ms (max below 100 queries)", "latency vs rate")
-    files += _curve_plot(
-        _with(results, "server"),
-        out,
-        "server",
-        p99_curve,
-        server,
-        log_x=False,
-        bound_of=lambda r: r.scenario["p99_bound_ms"],
-    )
-    return files

@@ -272,7 +272,7 @@ def write_report(runs: list[Run], out: Path) -> list[Path]:
     """Write every part of the report into `out`; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     plot_files = plots.all_plots(_latency_results(runs), out / "plots")
-    plot_files += scenarios.plots(_all_results(runs), out / "plots")
+    plot_files += plots.scenario_plots(_all_results(runs), out / "plots")
     written = [
         atomic_write_text(out / "report.md", markdown(runs)),
         atomic_write_text(out / "results.csv", csv_text(runs)),

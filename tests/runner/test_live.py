@@ -117,3 +117,16 @@ def test_a_run_on_a_terminal_shows_the_live_line_and_in_a_pipe_does_not(tmp_path
     assert "cells]" not in piped and "[2/2]" in piped
     # The phase files are gone once their cells ended.
     assert not list((tmp_path / "r").rglob("*.phase"))
+
+
+def test_a_run_in_an_image_needs_neither_matplotlib_nor_rich():
+    """`docker compose run` runs `python -m runner run` in an image, whose stdout is a TTY and
+    which has neither plotting nor rich: the run's modules must import without them."""
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; sys.modules['rich'] = None\n"
+        "import runner.cli, runner.orchestrate, runner.report.scenarios, runner.report.tables\n"
+        "from runner.live import PlainProgress, progress_for\n"
+        "assert type(progress_for(1, print, live=None)) is PlainProgress\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
