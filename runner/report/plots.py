@@ -222,13 +222,8 @@ def _curve_plot(
     grouped = list(groups(results).items())
     if not grouped:
         return []
-    cols = min(len(grouped), 2)
-    rows = (len(grouped) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.8 * rows), squeeze=False)
-    flat = list(axes.flat)
-    for ax in flat[len(grouped) :]:
-        ax.set_visible(False)
-    for ax, ((device, model), group) in zip(flat, grouped, strict=False):
+    fig, axes = _panels(len(grouped), width=5.5, height=3.8)
+    for ax, ((device, model), group) in zip(axes, grouped, strict=True):
         for rounds in scenarios.by_cell(group).values():
             first = rounds[0]
             xs, ys = points_of(first)
@@ -244,12 +239,7 @@ def _curve_plot(
         ax.set_ylabel(y_label)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    paths = [out / f"{name}.png", out / f"{name}.svg"]
-    for path in paths:
-        fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return paths
+    return _save(fig, out, name)
 
 
 def scenario_plots(results: list[CellResult], out: Path) -> list[Path]:
